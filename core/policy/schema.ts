@@ -1,0 +1,48 @@
+// The policy format (OpenShell-compatible, `version: 1`), as a zod schema.
+// Static sections: filesystem_policy, landlock, process.
+
+import { z } from "zod";
+
+/** An absolute path without `..` components. */
+export const absolutePath = z.string().superRefine((p, ctx) => {
+  if (!p.startsWith("/")) {
+    ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
+  } else if (p.split("/").includes("..")) {
+    ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
+  } else if (p.includes("\0")) {
+    ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
+  }
+});
+
+export const filesystemPolicy = z.strictObject({
+  include_workdir: z.boolean().default(true),
+  read_only: z.array(absolutePath).default([]),
+  read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
+    message: "read_write must not include / (the whole filesystem)",
+  })).default([]),
+});
+
+export const landlockPolicy = z.strictObject({
+  compatibility: z.enum(["best_effort", "hard_requirement"]).default("best_effort"),
+});
+
+/** A user or group given by name or number. */
+const principal = z.union([z.string().min(1), z.number().int().nonnegative()]);
+
+export const processPolicy = z.strictObject({
+  run_as_user: principal.optional(),
+  run_as_group: principal.optional(),
+});
+
+export const policySchema = z.strictObject({
+  version: z.literal(1, { message: "version must be 1" }),
+  filesystem_policy: filesystemPolicy.default({
+    include_workdir: true,
+    read_only: [],
+    read_write: [],
+  }),
+  landlock: landlockPolicy.default({ compatibility: "best_effort" }),
+  process: processPolicy.default({}),
+});
+
+export type Policy = z.infer<typeof policySchema>;

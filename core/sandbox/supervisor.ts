@@ -1,0 +1,149 @@
+// The supervisor side of `clawcage run`: checks the host, starts the stage in fresh
+// namespaces (through util-linux unshare(1), a single-threaded helper that can enter a new
+// PID namespace and fork), forwards signals and passes the agent's exit status through.
+
+import * as libc from "../../ffi/libc.ts";
+import { abiVersion } from "../../ffi/landlock.ts";
+import { libraryVersion } from "../../ffi/seccomp.ts";
+import { selfCommand, selfEnv, systemProgram } from "../self.ts";
+import type { HostView, StagePlan } from "./plan.ts";
+import { agentFilter } from "./seccomp_profile.ts";
+import { signalNumber } from "./signals.ts";
+import { STAGE_PLAN_ENV } from "./stage.ts";
+
+export class HostError extends Error {}
+
+export function hostView(): HostView {
+  const uid = libc.geteuid();
+  const read = (p: string) => {
+    try {
+      return Deno.readTextFileSync(p);
+    } catch {
+      return "";
+    }
+  };
+  const passwd = read("/etc/passwd");
+  const userName =
+    passwd.split("\n").map((l) => l.split(":")).find((r) => Number(r[2]) === uid)?.[0] ??
+      String(uid);
+  return {
+    isRoot: uid === 0,
+    uid,
+    gid: libc.getgid(),
+    userName,
+    passwd,
+    group: read("/etc/group"),
+    env: Deno.env.toObject(),
+    kind(path) {
+      try {
+        const info = Deno.statSync(path);
+        return info.isDirectory ? "dir" : info.isFile ? "file" : "other";
+      } catch {
+        return null;
+      }
+    },
+    stdinIsTerminal: Deno.stdin.isTerminal(),
+    which: systemProgram,
+  };
+}
+
+/** One line naming the layers that will be active, e.g. for `clawcage run`'s banner. */
+export function describeLayers(plan: StagePlan): string {
+  const abi = abiVersion();
+  const parts = [
+    plan.namespaces ? "namespaces(mount,pid,net,ipc,uts,cgroup)" : "namespaces(off: rootless)",
+    abi > 0
+      ? `landlock(abi ${abi}${abi >= 4 ? ",tcp" : ""}${abi >= 6 ? ",scopes" : ""})`
+      : "landlock(MISSING)",
+    `seccomp(${agentFilter().rules.length} rules)`,
+    `user ${plan.user.name}(${plan.user.uid}:${plan.user.gid})`,
+    plan.namespaces ? "network(loopback only)" : "network(none)",
+  ];
+  return `clawcage: sandbox: ${parts.join(" ")}`;
+}
+
+/** Fails with one clear line when the host cannot build the sandbox the plan asks for. */
+export function preflight(plan: StagePlan): void {
+  if (libraryVersion() === null) {
+    throw new HostError(
+      "libseccomp.so.2 not found; install it (Debian/Ubuntu: apt-get install libseccomp2)",
+    );
+  }
+  if (plan.landlockRequired && abiVersion() === 0) {
+    throw new HostError(
+      "Landlock is not available on this kernel and the policy requires it (landlock.compatibility: hard_requirement)",
+    );
+  }
+  if (plan.namespaces && !systemProgram("unshare")) {
+    throw new HostError("unshare(1) from util-linux not found; install util-linux");
+  }
+  if (!systemProgram("setpriv")) {
+    throw new HostError("setpriv(1) from util-linux not found; install util-linux");
+  }
+}
+
+/** Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N). */
+export async function runSandbox(plan: StagePlan): Promise<number> {
+  const setpriv = systemProgram("setpriv")!;
+  // setpriv sets PR_SET_PDEATHSIG before executing the next program: if the supervisor dies,
+  // the kernel kills unshare, whose --kill-child kills the stage (PID 1), which takes the
+  // whole PID namespace with it.
+  const prefix = [setpriv, "--pdeathsig", "KILL", "--"];
+  const namespaces = plan.namespaces
+    ? [
+      systemProgram("unshare")!,
+      "--mount",
+      "--uts",
+      "--ipc",
+      "--net",
+      "--pid",
+      "--cgroup",
+      "--fork",
+      "--kill-child",
+      "--propagation",
+      "private",
+      "--mount-proc",
+      "--",
+    ]
+    : [];
+  const argv = [...prefix, ...namespaces, ...selfCommand(["__stage"])];
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    clearEnv: true,
+    env: { ...selfEnv(), [STAGE_PLAN_ENV]: JSON.stringify(plan) },
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+
+  const stagePid = () => {
+    if (!plan.namespaces) return child.pid;
+    try {
+      const kids = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`).trim();
+      return kids ? Number(kids.split(/\s+/)[0]) : null;
+    } catch {
+      return null;
+    }
+  };
+  const listeners: [Deno.Signal, () => void][] = [];
+  for (
+    const sig of ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT"] as Deno.Signal[]
+  ) {
+    const fromTerminal = (sig === "SIGINT" || sig === "SIGQUIT") && !plan.forwardInterrupts;
+    const handler = () => {
+      // The terminal delivers SIGINT/SIGQUIT to the agent itself (same process group).
+      if (fromTerminal) return;
+      const pid = stagePid();
+      if (pid === null) return;
+      try {
+        libc.kill(pid, signalNumber(sig));
+      } catch { /* already gone */ }
+    };
+    Deno.addSignalListener(sig, handler);
+    listeners.push([sig, handler]);
+  }
+  const status = await child.status;
+  for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
+  if (status.signal !== null) return 128 + signalNumber(status.signal);
+  return status.code;
+}

@@ -1,0 +1,58 @@
+// clawcage CLI entry: parses the first argument and dispatches to a command or internal mode.
+
+import { UsageError } from "./core/cli/common.ts";
+
+export const VERSION = "0.1.0";
+
+const HELP = `clawcage ${VERSION}: a security layer for autonomous AI agents
+
+Usage: clawcage COMMAND [options]
+
+Commands:
+  run [options] -- COMMAND [ARGS...]   run an agent in the sandbox (see run --help)
+  demo                                 run a sandboxed demo on the default policy
+  doctor [--json]                      what this host supports, layer by layer
+  version                              print the version
+
+Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import("./core/cli/run.ts")).runCommand,
+  demo: async () => (await import("./core/cli/demo.ts")).demoCommand,
+  doctor: async () => (await import("./core/cli/doctor.ts")).doctorCommand,
+  __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
+  version: () =>
+    Promise.resolve(() => {
+      console.log(`clawcage ${VERSION}`);
+      return Promise.resolve(0);
+    }),
+};
+
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    console.log(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version") return main(["version"]);
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`clawcage: unknown command ${JSON.stringify(name)} (see clawcage --help)`);
+    return 2;
+  }
+  try {
+    return await (await load())(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`clawcage: ${e.message}`);
+      return e.exitCode;
+    }
+    if (Deno.env.get("CLAWCAGE_DEBUG")) console.error(e);
+    else console.error(`clawcage: internal error: ${(e as Error)?.message ?? e}`);
+    return 70;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
