@@ -124,7 +124,8 @@ export function agentFilter(): SeccompFilter {
   }
 
   // socket(): only the allowed families; within them no raw sockets, no UDP (DNS and QUIC go
-  // through the proxy), no MPTCP, and netlink only for NETLINK_ROUTE (interface queries).
+  // through the proxy), no MPTCP, and netlink only for NETLINK_ROUTE (interface queries,
+  // which iproute2 and getifaddrs(3) open as SOCK_RAW).
   for (let family = 0; family < AF_MAX; family++) {
     if (ALLOWED_FAMILIES.includes(family)) continue;
     rules.push({
@@ -138,12 +139,15 @@ export function agentFilter(): SeccompFilter {
     action: EPERM,
     args: [{ arg: 0, op: "GE", value: BigInt(AF_MAX) }],
   });
-  rules.push({
-    syscall: "socket",
-    action: EPERM,
-    args: [{ arg: 1, op: "MASKED_EQ", mask: SOCK_TYPE_MASK, value: SOCK_RAW }],
-  });
   for (const family of [AF.INET, AF.INET6]) {
+    rules.push({
+      syscall: "socket",
+      action: EPERM,
+      args: [
+        { arg: 0, op: "EQ", value: BigInt(family) },
+        { arg: 1, op: "MASKED_EQ", mask: SOCK_TYPE_MASK, value: SOCK_RAW },
+      ],
+    });
     rules.push({
       syscall: "socket",
       action: EPERM,

@@ -41,6 +41,8 @@ export async function stageMain(): Promise<number> {
     }
     loadFilter(agentFilter());
     libc.prctl(libc.PR.SET_DUMPABLE, 0n);
+    // Descriptors inherited from whoever started clawcage must not reach the agent.
+    libc.cloexecFrom(3);
     agentPid = startAgent(plan);
   } catch (e) {
     const code = e instanceof StageError ? e.exitCode : EXIT.SETUP_FAILED;

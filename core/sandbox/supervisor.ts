@@ -107,6 +107,8 @@ export async function runSandbox(plan: StagePlan): Promise<number> {
     ]
     : [];
   const argv = [...prefix, ...namespaces, ...selfCommand(["__stage"])];
+  // Descriptors our caller leaked to us (opened without O_CLOEXEC) stop here.
+  libc.cloexecFrom(3);
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     clearEnv: true,
