@@ -140,10 +140,12 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, at: At): PolicyPr
   const node = lookup(root, path) ?? lookup(root, path.slice(0, -1));
   const offset = (node as Node | undefined)?.range?.[0];
   let message = issue.message;
-  if (issue.code === "invalid_type" && lookup(root, path) === undefined) {
+  if (path.length > 0 && lookup(root, path) === undefined) {
     message = `missing required key ${JSON.stringify(path.at(-1))}`;
   } else if (issue.code === "invalid_value" && "values" in issue) {
-    message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    message = issue.values.length === 1
+      ? `must be ${JSON.stringify(issue.values[0])}`
+      : `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
   }
   return at(offset, `${where}: ${message}`);
 }

@@ -1,0 +1,189 @@
+// `clawcage run` as a user runs it: exit codes, signals, stdio, orphans, bad input.
+
+import assert from "node:assert/strict";
+import { selfCommand } from "../../core/self.ts";
+import { cli } from "../helpers/cli.ts";
+import { sandboxSkipReason } from "../helpers/host.ts";
+
+const skip = sandboxSkipReason();
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({
+    name: `run: ${name}${skip ? ` (skipped: ${skip})` : ""}`,
+    ignore: skip !== null,
+    fn,
+  });
+
+const sh = (
+  script: string,
+  extra: string[] = [],
+) => ["run", "-q", "-w", "/tmp", ...extra, "--", "/bin/sh", "-c", script];
+
+test("passes the agent's exit code through", async () => {
+  const r = await cli(sh("exit 7"));
+  assert.equal(r.code, 7, r.stderr);
+});
+
+test("an agent killed by a signal exits 128+N", async () => {
+  const r = await cli(sh("kill -TERM $$"));
+  assert.equal(r.code, 143, r.stderr);
+});
+
+test("stdout, stderr and stdin are the agent's", async () => {
+  const r = await cli(["run", "-q", "-w", "/tmp", "--", "/bin/sh", "-c", "cat; echo err >&2"], {
+    stdin: "hello\n",
+  });
+  assert.equal(r.stdout, "hello\n");
+  assert.equal(r.stderr, "err\n");
+  assert.equal(r.code, 0);
+});
+
+test("prints which layers are active unless -q", async () => {
+  const r = await cli(["run", "-w", "/tmp", "--", "/bin/true"]);
+  assert.match(
+    r.stderr,
+    /^clawcage: sandbox: namespaces\(mount,pid,net,ipc,uts,cgroup\) landlock\(abi \d+/,
+  );
+  assert.match(r.stderr, /user nobody\(65534:65534\)/);
+});
+
+test("the agent runs as nobody with no capabilities and no_new_privs, as PID > 1", async () => {
+  const r = await cli(
+    sh("id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo $$"),
+  );
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines[0], "65534");
+  assert.match(r.stdout, /CapEff:\s+0000000000000000/);
+  assert.match(r.stdout, /CapBnd:\s+0000000000000000/);
+  assert.match(r.stdout, /NoNewPrivs:\s+1/);
+  assert.match(r.stdout, /Seccomp:\s+2/);
+  assert.ok(Number(lines.at(-1)) > 1);
+});
+
+test("SIGTERM to clawcage reaches the agent", async () => {
+  const argv = selfCommand(sh("trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"));
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  assert.equal(new TextDecoder().decode(value).trim(), "ready");
+  reader.releaseLock();
+  child.kill("SIGTERM");
+  const status = await child.output();
+  assert.equal(status.code, 42);
+});
+
+test("zombies are reaped by the sandbox's init", async () => {
+  // The orphaned grandchild exits and must not stay a zombie under PID 1.
+  const r = await cli(
+    sh("(sh -c 'exit 0' &); sleep 0.3; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l"),
+  );
+  assert.equal(r.stdout.trim(), "0", r.stderr);
+});
+
+test("killing clawcage with SIGKILL leaves no agent processes behind", async () => {
+  const marker = `clawcage-orphan-${crypto.randomUUID().slice(0, 8)}`;
+  const argv = selfCommand([
+    "run",
+    "-q",
+    "-w",
+    "/tmp",
+    "--",
+    "/bin/sh",
+    "-c",
+    `(exec -a ${marker} sleep 300 &); echo up; exec sleep 300`,
+  ]);
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  await reader.read();
+  reader.releaseLock();
+  const alive = () => new Deno.Command("pgrep", { args: ["-f", marker] }).outputSync().success;
+  assert.ok(alive(), "the agent's background process should be running");
+  child.kill("SIGKILL");
+  await child.status;
+  const deadline = Date.now() + 5000;
+  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(alive(), false, "agent processes survived the supervisor");
+  await child.stdout.cancel().catch(() => {});
+});
+
+test("a command that does not exist: one line, exit 127", async () => {
+  const r = await cli(["run", "-q", "-w", "/tmp", "--", "no-such-agent-binary"]);
+  assert.equal(r.code, 127);
+  assert.equal(r.stderr.trim(), "clawcage: command not found: no-such-agent-binary");
+});
+
+test("a command outside the granted paths: one line, exit 126 or 127", async () => {
+  const r = await cli(["run", "-q", "-w", "/tmp", "--", "/root/agent"]);
+  assert.ok(r.code === 126 || r.code === 127, `exit ${r.code}`);
+  assert.equal(r.stderr.trim().split("\n").length, 1);
+});
+
+Deno.test("run: a missing policy file is one clear line, exit 125", async () => {
+  const r = await cli(["run", "--policy", "/nonexistent.yaml", "--rootless", "--", "/bin/true"]);
+  assert.equal(r.code, 125);
+  assert.equal(r.stderr.trim(), "/nonexistent.yaml:0:0: cannot read policy: no such file");
+});
+
+Deno.test("run: a policy mistake is reported as file:line:column", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/p.yaml`,
+    "version: 1\nfilesystem_policy:\n  read_onyl: [/usr]\n",
+  );
+  const r = await cli(["run", "--policy", `${dir}/p.yaml`, "--rootless", "--", "/bin/true"]);
+  assert.equal(r.code, 125);
+  assert.match(
+    r.stderr.trim(),
+    /p\.yaml:3:3: unknown key "read_onyl" in filesystem_policy \(did you mean "read_only"\?\)$/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("run: usage errors are one line, exit 2", async () => {
+  const r = await cli(["run", "--bogus", "--", "/bin/true"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim().split("\n").length, 1);
+  assert.match(r.stderr, /^clawcage: /);
+});
+
+Deno.test("cli: unknown command and --help", async () => {
+  assert.equal((await cli(["frobnicate"])).code, 2);
+  const h = await cli(["run", "--help"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /Usage: clawcage run/);
+});
+
+Deno.test("doctor --json describes every layer", async () => {
+  const r = await cli(["doctor", "--json"]);
+  const report = JSON.parse(r.stdout);
+  const names = report.checks.map((c: { name: string }) => c.name);
+  for (
+    const n of [
+      "kernel",
+      "landlock",
+      "seccomp",
+      "util-linux",
+      "namespaces",
+      "user namespaces",
+      "cgroup v2",
+    ]
+  ) {
+    assert.ok(names.includes(n), n);
+  }
+  assert.equal(r.code, report.ok ? 0 : 1);
+});
+
+test("the demo passes on the default policy", async () => {
+  const r = await cli(["demo"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /Every action behaved as the policy says/);
+});
