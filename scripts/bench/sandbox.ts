@@ -1,0 +1,204 @@
+// Sandbox benchmark: end-to-end time of `run -- /bin/true` and throughput of a 200 MB file
+// copy inside the sandbox, for clawcage and peers on equivalent policies, in one run.
+// Peers: bubblewrap (bwrap), firejail, Anthropic's sandbox-runtime (srt, npm
+// @anthropic-ai/sandbox-runtime). A peer that is not installed is reported as such.
+//
+//   deno task bench sandbox [--runs N] [--mb M]
+// Install peers: apt-get install bubblewrap firejail socat ripgrep; npm i -g @anthropic-ai/sandbox-runtime
+
+import { parseArgs } from "node:util";
+import { selfCommand, systemProgram } from "../../core/self.ts";
+import { machineLine, median, which } from "./common.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { runs: { type: "string", default: "21" }, mb: { type: "string", default: "200" } },
+});
+const runs = Number(values.runs);
+const mb = Number(values.mb);
+
+const work = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "clawcage-bench-" });
+await Deno.chmod(work, 0o777);
+const policy = `${work}/policy.yaml`;
+await Deno.writeTextFile(
+  policy,
+  `version: 1
+filesystem_policy:
+  include_workdir: true
+  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc, /dev/urandom]
+  read_write: [/tmp, /dev/null]
+process:
+  run_as_user: nobody
+`,
+);
+const srtSettings = `${work}/srt.json`;
+await Deno.writeTextFile(
+  srtSettings,
+  JSON.stringify({
+    network: { allowedDomains: [], deniedDomains: [] },
+    filesystem: { denyRead: ["/root", "/home"], allowWrite: [work, "/tmp"], denyWrite: [] },
+  }),
+);
+
+type Peer = { name: string; wrap: (cmd: string[]) => string[] | null; note?: string };
+const bwrap = systemProgram("bwrap");
+const firejail = systemProgram("firejail");
+const srt = which("srt");
+const peers: Peer[] = [
+  { name: "direct (no sandbox)", wrap: (cmd) => cmd },
+  {
+    name: "clawcage (deno run from source)",
+    wrap: (cmd) => selfCommand(["run", "-q", "--policy", policy, "-w", work, "--", ...cmd]),
+    note: "supervisor and stage both start Deno from TypeScript sources",
+  },
+  {
+    name: "bubblewrap",
+    wrap: (cmd) =>
+      bwrap
+        ? [
+          bwrap,
+          ...[
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--ro-bind",
+            "/etc",
+            "/etc",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+          ],
+          ...[
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--proc",
+            "/proc",
+          ],
+          ...["--dev", "/dev", "--tmpfs", "/tmp", "--bind", work, work, "--chdir", work],
+          ...["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"],
+          ...["--uid", "65534", "--gid", "65534", "--", ...cmd],
+        ]
+        : null,
+  },
+  {
+    name: "firejail",
+    wrap: (cmd) =>
+      firejail
+        ? [
+          firejail,
+          ...[
+            "--quiet",
+            "--noprofile",
+            "--net=none",
+            "--private-tmp",
+            "--seccomp",
+            "--caps.drop=all",
+          ],
+          ...["--nonewprivs", "--noroot", `--whitelist=${work}`, ...cmd],
+        ]
+        : null,
+  },
+  {
+    name: "srt (sandbox-runtime)",
+    wrap: (cmd) => (srt ? [srt, "--settings", srtSettings, ...cmd] : null),
+  },
+];
+
+async function timeOnce(argv: string[], cwd = work): Promise<{ ms: number; ok: boolean }> {
+  const t0 = performance.now();
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+    stdin: "null",
+  })
+    .output();
+  const ms = performance.now() - t0;
+  if (!out.success && Deno.env.get("BENCH_DEBUG")) {
+    console.error(new TextDecoder().decode(out.stderr));
+  }
+  return { ms, ok: out.success };
+}
+
+console.error(`bench: start time, ${runs} runs each; copy of ${mb} MB`);
+const src = `${work}/src.bin`;
+{
+  const f = await Deno.open(src, { write: true, create: true });
+  const chunk = crypto.getRandomValues(new Uint8Array(1 << 16));
+  for (let i = 0; i < (mb << 20) / chunk.length; i++) await f.write(chunk);
+  f.close();
+  await Deno.chmod(src, 0o644);
+}
+
+interface Row {
+  name: string;
+  startMs: number | null;
+  copyMBs: number | null;
+  status: string;
+}
+const rows: Row[] = [];
+for (const peer of peers) {
+  const argv = peer.wrap(["/bin/true"]);
+  if (!argv) {
+    rows.push({ name: peer.name, startMs: null, copyMBs: null, status: "not installed" });
+    continue;
+  }
+  const first = await timeOnce(argv);
+  if (!first.ok) {
+    rows.push({
+      name: peer.name,
+      startMs: null,
+      copyMBs: null,
+      status: "failed to run on this host",
+    });
+    continue;
+  }
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) times.push((await timeOnce(argv)).ms);
+  const copies: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const copy = peer.wrap(["/bin/cp", src, `${work}/dst-${i}.bin`])!;
+    const t = await timeOnce(copy);
+    await Deno.remove(`${work}/dst-${i}.bin`).catch(() => {});
+    // Throughput of the copy itself: the sandbox's start time is subtracted.
+    if (t.ok) copies.push(mb / (Math.max(t.ms - median(times), 0.001) / 1000));
+  }
+  rows.push({
+    name: peer.name,
+    startMs: median(times),
+    copyMBs: copies.length ? median(copies) : null,
+    status: peer.note ?? "",
+  });
+  console.error(`bench: ${peer.name} done`);
+}
+await Deno.remove(work, { recursive: true });
+
+const direct = rows[0];
+const srtRow = rows.find((r) => r.name.startsWith("srt"));
+const fmt = (n: number | null, d = 1) => (n === null ? "-" : n.toFixed(d));
+console.log(`\n${machineLine()}\n`);
+console.log(
+  "| sandbox | start, median ms | overhead vs direct, ms | start vs srt | 200 MB copy MB/s | copy vs direct | note |",
+);
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+for (const r of rows) {
+  const overhead = r.startMs !== null && direct.startMs !== null
+    ? r.startMs - direct.startMs
+    : null;
+  const vsSrt = r.startMs !== null && srtRow?.startMs
+    ? `${(r.startMs / srtRow.startMs).toFixed(2)}x`
+    : "-";
+  const copyRatio = r.copyMBs !== null && direct.copyMBs
+    ? `${((r.copyMBs / direct.copyMBs) * 100).toFixed(0)}%`
+    : "-";
+  console.log(
+    `| ${r.name} | ${fmt(r.startMs)} | ${fmt(overhead)} | ${vsSrt} | ${
+      fmt(r.copyMBs, 0)
+    } | ${copyRatio} | ${r.status} |`,
+  );
+}
