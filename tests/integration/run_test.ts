@@ -187,3 +187,31 @@ test("the demo passes on the default policy", async () => {
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /Every action behaved as the policy says/);
 });
+
+test("an interactive shell works on a terminal (script(1) gives it a pty)", async () => {
+  const scriptBin = ["/usr/bin/script", "/bin/script"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!scriptBin) return;
+  const inner = selfCommand(["run", "-q", "-w", "/tmp", "--", "/bin/bash", "-i"]).map((a) =>
+    `'${a}'`
+  ).join(" ");
+  const child = new Deno.Command(scriptBin, {
+    args: ["-qec", inner, "/dev/null"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode("echo inside-$((6*7)); tty; exit 5\n"));
+  await w.close();
+  const out = await child.output();
+  const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "");
+  assert.match(text, /inside-42\n/);
+  assert.match(text, /^\/dev\/pts\/\d+$/m);
+  assert.equal(out.code, 5);
+});
