@@ -35,6 +35,10 @@ export async function stageMain(): Promise<number> {
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
     const landlockRuleset = prepareLandlock(plan);
     dropPrivileges(plan);
+    // Changing credentials clears the parent-death signal that unshare(1) --kill-child (or
+    // setpriv, rootless) set for us: set it again, or a SIGKILLed supervisor would leave the
+    // sandbox running.
+    libc.prctl(libc.PR.SET_PDEATHSIG, 9n);
     libc.prctl(libc.PR.SET_NO_NEW_PRIVS, 1n);
     if (landlockRuleset) {
       landlock.restrictSelf(landlockRuleset.spec, landlockRuleset.abi, isDirectory);

@@ -86,6 +86,7 @@ test("zombies are reaped by the sandbox's init", async () => {
 
 test("killing clawcage with SIGKILL leaves no agent processes behind", async () => {
   const marker = `clawcage-orphan-${crypto.randomUUID().slice(0, 8)}`;
+  const agentSeconds = 3000 + Math.floor(Math.random() * 999);
   const argv = selfCommand([
     "run",
     "-q",
@@ -94,7 +95,7 @@ test("killing clawcage with SIGKILL leaves no agent processes behind", async () 
     "--",
     "/bin/sh",
     "-c",
-    `(exec -a ${marker} sleep 300 &); echo up; exec sleep 300`,
+    `(exec -a ${marker} sleep 300 &); echo up; exec sleep ${agentSeconds}`,
   ]);
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -105,7 +106,10 @@ test("killing clawcage with SIGKILL leaves no agent processes behind", async () 
   const reader = child.stdout.getReader();
   await reader.read();
   reader.releaseLock();
-  const alive = () => new Deno.Command("pgrep", { args: ["-f", marker] }).outputSync().success;
+  // Both the detached process and the stage (PID 1 inside) must go.
+  const alive = () =>
+    new Deno.Command("pgrep", { args: ["-f", marker] }).outputSync().success ||
+    new Deno.Command("pgrep", { args: ["-fx", `sleep ${agentSeconds}`] }).outputSync().success;
   assert.ok(alive(), "the agent's background process should be running");
   child.kill("SIGKILL");
   await child.status;
