@@ -6,6 +6,7 @@ const symbols = {
   flock: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -23,6 +24,11 @@ function errnoNow(): number {
   return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
 }
 
+function describe(e: number): string {
+  const p = libc().strerror(e);
+  return `${p === null ? "error" : new Deno.UnsafePointerView(p).getCString()} (errno ${e})`;
+}
+
 /** A held lock; `release()` drops it (closing the descriptor). */
 export interface FileLock {
   release(): void;
@@ -35,12 +41,12 @@ export interface FileLock {
 export function tryLockExclusive(path: string, mode = 0o600): FileLock | null {
   const c = new TextEncoder().encode(path + "\0");
   const fd = libc().open(c, O_RDWR | O_CREAT | O_CLOEXEC, mode);
-  if (fd < 0) throw new Error(`open ${path}: errno ${errnoNow()}`);
+  if (fd < 0) throw new Error(`open ${path}: ${describe(errnoNow())}`);
   if (libc().flock(fd, LOCK_EX | LOCK_NB) !== 0) {
     const e = errnoNow();
     libc().close(fd);
     if (e === EWOULDBLOCK) return null;
-    throw new Error(`flock ${path}: errno ${e}`);
+    throw new Error(`flock ${path}: ${describe(e)}`);
   }
   let held = true;
   return {

@@ -147,7 +147,8 @@ export class AuditLog {
   }
 
   /** Opens (creating) the log in `dir`; always starts a new segment linked to the last record. */
-  static open(dir: string, options: AuditLogOptions): Promise<AuditLog> {
+  static async open(dir: string, options: AuditLogOptions): Promise<AuditLog> {
+    await Promise.resolve();
     const opt = {
       fsync: { intervalMs: 100 },
       sealEveryRecords: 10_000,
@@ -187,7 +188,7 @@ export class AuditLog {
       const ref = newSegmentRef(abs, segments);
       const file = createSegment(abs, ref);
       segments.push(ref);
-      return Promise.resolve(new AuditLog(abs, opt, key, lock, tail, segments, file, ref));
+      return new AuditLog(abs, opt, key, lock, tail, segments, file, ref);
     } catch (e) {
       lock.release();
       if (e instanceof AuditOpenError) throw e;
