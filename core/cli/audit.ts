@@ -1,0 +1,282 @@
+// `clawcage audit verify|tail|query`: check, follow and search the audit trail.
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import type { AuditRecord } from "../audit/events.ts";
+import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
+import { KEY_FILE } from "../audit/key.ts";
+import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
+import { AuditReadError, logFiles, parseRecord, readRecords } from "../audit/read.ts";
+import { splitLines } from "../audit/segments.ts";
+import { VerifyError, verifyLog, type VerifyReport } from "../audit/verify.ts";
+import { UsageError } from "./common.ts";
+
+export const AUDIT_HELP = `Usage: clawcage audit COMMAND [options] [PATH]
+
+PATH is a log directory or one segment file (default: ${defaultAuditDir()}).
+
+Commands:
+  verify [--json] [--key FILE] [PATH]
+      check every hash link, sequence number and seal; report the first broken record with
+      its file, line and seq. Exit 0 when intact, 1 when broken, 2 when it cannot be read.
+      --key FILE: the sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used only
+      when PATH is not given). Without a key the seals are not checked.
+  tail [-f] [-n N] [--all] [--json] [PATH]
+      the last N events (default 20); -f keeps following new ones.
+  query [--since T] [--until T] [--type T]... [--decision D] [--sandbox S] [--host GLOB]
+        [--all] [--json] [PATH]
+      events that match every filter. T: ISO 8601 (2026-05-01T10:00Z) or a duration ago
+      (15m, 2h, 7d). --type: a class (network, http, process, file, api, config, audit) or
+      class.activity (http.request). --decision: allow, deny or audit. --host: a glob on the
+      destination host (*.example.com).
+
+--all includes the log's own records (segment headers, seals, retention); --json prints the
+records as JSON lines.`;
+
+export async function auditCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case "verify":
+      return verifyCommand(rest);
+    case "tail":
+      return await tailCommand(rest);
+    case "query":
+      return queryCommand(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(AUDIT_HELP);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(
+        `unknown audit command ${JSON.stringify(sub)} (see clawcage audit --help)`,
+      );
+  }
+}
+
+type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>["options"]>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(args: string[], options: Options): { values: Values; positionals: string[] } {
+  try {
+    const r = parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+    });
+    return { values: r.values as Values, positionals: r.positionals };
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message} (see clawcage audit --help)`);
+  }
+}
+
+function onePath(positionals: string[]): string | undefined {
+  if (positionals.length > 1) throw new UsageError(`unexpected argument: ${positionals[1]}`);
+  return positionals[0];
+}
+
+// ---- verify ------------------------------------------------------------------------------
+
+function verifyCommand(args: string[]): number {
+  const { values, positionals } = parse(args, {
+    json: { type: "boolean" },
+    key: { type: "string" },
+  });
+  if (values.help) {
+    console.log(AUDIT_HELP);
+    return 0;
+  }
+  const given = onePath(positionals);
+  const path = given ?? defaultAuditDir();
+  let keyFile = values.key as string | undefined;
+  if (!keyFile && !given) {
+    const k = join(defaultKeyDir(), KEY_FILE);
+    if (exists(k)) keyFile = k;
+  }
+  let report: VerifyReport;
+  try {
+    report = verifyLog(path, keyFile);
+  } catch (e) {
+    if (e instanceof VerifyError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (values.json) console.log(JSON.stringify(report, null, 2));
+  else printReport(report);
+  return report.ok ? 0 : 1;
+}
+
+function printReport(r: VerifyReport): void {
+  const range = r.first_seq !== null ? `seq ${r.first_seq}..${r.last_seq}` : "no records";
+  if (r.broken) {
+    const b = r.broken;
+    console.log(
+      `BROKEN: ${r.path}: ${b.file}:${b.line}${b.seq !== null ? ` (seq ${b.seq})` : ""}: ` +
+        `${b.kind}: ${b.message}`,
+    );
+  } else {
+    const seals = r.key_id
+      ? `${r.seals.verified} seals verified with key ${r.key_id}` +
+        (r.sealed_head === "match" ? ", sealed head matches" : "")
+      : `${r.seals.unchecked} seals NOT checked (no key)`;
+    console.log(
+      `intact: ${r.path}: ${r.files} file(s), ${r.records} records (${range}), ${seals}`,
+    );
+  }
+  for (const n of r.notes) console.log(`  note: ${n}`);
+}
+
+function exists(p: string): boolean {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- query -------------------------------------------------------------------------------
+
+function queryCommand(args: string[]): number {
+  const { values, positionals } = parse(args, {
+    since: { type: "string" },
+    until: { type: "string" },
+    type: { type: "string", multiple: true },
+    decision: { type: "string" },
+    sandbox: { type: "string" },
+    host: { type: "string" },
+    all: { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (values.help) {
+    console.log(AUDIT_HELP);
+    return 0;
+  }
+  const path = onePath(positionals) ?? defaultAuditDir();
+  const filter: Filter = { all: values.all as boolean | undefined };
+  for (const k of ["since", "until"] as const) {
+    const v = values[k] as string | undefined;
+    if (v === undefined) continue;
+    const t = parseTime(v);
+    if (t === null) {
+      throw new UsageError(`--${k} ${v}: not an ISO 8601 time or a duration like 15m`);
+    }
+    filter[k] = t;
+  }
+  if (values.type) filter.types = values.type as string[];
+  const decision = values.decision as string | undefined;
+  if (decision !== undefined && !["allow", "deny", "audit"].includes(decision)) {
+    throw new UsageError(`--decision ${decision}: must be allow, deny or audit`);
+  }
+  filter.decision = decision;
+  filter.sandbox = values.sandbox as string | undefined;
+  if (values.host) filter.host = hostGlob(values.host as string);
+  try {
+    for (const { record } of readRecords(path)) {
+      if (matches(record, filter)) print(record, values.json as boolean | undefined);
+    }
+  } catch (e) {
+    if (e instanceof AuditReadError) throw new UsageError(e.message);
+    throw e;
+  }
+  return 0;
+}
+
+function print(r: AuditRecord, json?: boolean): void {
+  console.log(json ? JSON.stringify(r) : formatRecord(r));
+}
+
+// ---- tail --------------------------------------------------------------------------------
+
+async function tailCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    follow: { type: "boolean", short: "f" },
+    lines: { type: "string", short: "n" },
+    all: { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (values.help) {
+    console.log(AUDIT_HELP);
+    return 0;
+  }
+  const path = onePath(positionals) ?? defaultAuditDir();
+  const n = Number(values.lines ?? 20);
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`-n ${values.lines}: not a count`);
+  const filter: Filter = { all: values.all as boolean | undefined };
+  const json = values.json as boolean | undefined;
+  try {
+    const last: AuditRecord[] = [];
+    for (const { record } of readRecords(path)) {
+      if (!matches(record, filter)) continue;
+      last.push(record);
+      if (last.length > n) last.shift();
+    }
+    for (const r of last) print(r, json);
+    if (!values.follow) return 0;
+    await follow(path, filter, json);
+    return 0;
+  } catch (e) {
+    if (e instanceof AuditReadError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** Polls the newest segment for complete new lines, moving on when a newer segment appears. */
+async function follow(path: string, filter: Filter, json?: boolean): Promise<never> {
+  let files = logFiles(path).files;
+  let current = files.at(-1);
+  let offset = current ? Deno.statSync(current.path).size : 0;
+  // Start after the last complete line: a torn end is not printed until it is complete.
+  if (current) offset = splitLines(Deno.readFileSync(current.path)).goodBytes;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    if (current) {
+      const bytes = readFrom(current.path, offset);
+      const { lines, goodBytes } = splitLines(bytes);
+      offset += goodBytes;
+      for (const l of lines) {
+        const r = parseRecord(l);
+        if (r && matches(r, filter)) print(r, json);
+      }
+    }
+    files = logFiles(path).files;
+    const newest = files.at(-1);
+    if (newest && newest.index !== current?.index) {
+      // Read what is left of the old segment first, then switch.
+      if (current) {
+        const rest = splitLines(readFrom(current.path, offset));
+        for (const l of rest.lines) {
+          const r = parseRecord(l);
+          if (r && matches(r, filter)) print(r, json);
+        }
+      }
+      const next = files.find((f) => f.index > (current?.index ?? -1));
+      current = next ?? newest;
+      offset = 0;
+    }
+  }
+}
+
+function readFrom(path: string, offset: number): Uint8Array {
+  try {
+    const f = Deno.openSync(path, { read: true });
+    try {
+      const size = f.statSync().size;
+      if (size <= offset) return new Uint8Array(0);
+      f.seekSync(offset, Deno.SeekMode.Start);
+      const buf = new Uint8Array(size - offset);
+      let have = 0;
+      while (have < buf.length) {
+        const n = f.readSync(buf.subarray(have));
+        if (!n) break;
+        have += n;
+      }
+      return buf.subarray(0, have);
+    } finally {
+      f.close();
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return new Uint8Array(0);
+    throw e;
+  }
+}
