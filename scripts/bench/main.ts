@@ -2,6 +2,7 @@
 
 const BENCHES: Record<string, string> = {
   sandbox: "./sandbox.ts",
+  audit: "./audit_throughput.ts",
 };
 
 const [name, ...rest] = Deno.args;
