@@ -13,6 +13,8 @@ Commands:
   demo                                 run a sandboxed demo on the default policy
   doctor [--json]                      what this host supports, layer by layer
   audit verify|tail|query [PATH]       check, follow and search the audit trail (audit --help)
+  pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
+  pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
   version                              print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./core/cli/demo.ts")).demoCommand,
   doctor: async () => (await import("./core/cli/doctor.ts")).doctorCommand,
   audit: async () => (await import("./core/cli/audit.ts")).auditCommand,
+  pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   version: () =>
     Promise.resolve(() => {
