@@ -12,6 +12,7 @@ Commands:
   run [options] -- COMMAND [ARGS...]   run an agent in the sandbox (see run --help)
   demo                                 run a sandboxed demo on the default policy
   doctor [--json]                      what this host supports, layer by layer
+  router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
   version                              print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   run: async () => (await import("./core/cli/run.ts")).runCommand,
   demo: async () => (await import("./core/cli/demo.ts")).demoCommand,
   doctor: async () => (await import("./core/cli/doctor.ts")).doctorCommand,
+  router: async () => (await import("./core/cli/router.ts")).routerCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   version: () =>
     Promise.resolve(() => {
