@@ -338,17 +338,17 @@ async function callBackend(
     );
   }
   const { call, response } = wantsAnthropic
-    ? anthropicPost(backend, outgoing, job.request.headers, job.request.signal)
+    ? anthropicPost(backend, outgoing, job.request.headers)
     : openaiPost(
       backend,
       `/${endpoint === "chat" ? "chat/completions" : endpoint}` as OpenAIPath,
       outgoing,
-      job.request.signal,
     );
   let upstream: Response;
   try {
     upstream = await response;
   } catch (e) {
+    call.done();
     return e instanceof UpstreamError ? e : call.failure(e);
   }
 
@@ -386,6 +386,8 @@ async function finishJson(
     text = await call.readText(upstream);
   } catch (e) {
     return e instanceof UpstreamError ? e : call.failure(e);
+  } finally {
+    call.done();
   }
   let answer: unknown;
   try {

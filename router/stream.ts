@@ -45,7 +45,7 @@ export function restoreStream(
   const finish = (outcome: string) => {
     if (finished) return;
     finished = true;
-    call.disarm();
+    call.done();
     onEnd({ outcome, tokens: rewriter.tokens });
   };
   return new ReadableStream<Uint8Array>({

@@ -9,9 +9,8 @@ export function anthropicPost(
   backend: Backend,
   body: unknown,
   clientHeaders: Headers,
-  clientSignal: AbortSignal,
 ): { call: UpstreamCall; response: Promise<Response> } {
-  const call = new UpstreamCall(backend, clientSignal);
+  const call = new UpstreamCall(backend);
   const headers: Record<string, string> = {
     "anthropic-version": clientHeaders.get("anthropic-version") ?? DEFAULT_ANTHROPIC_VERSION,
   };

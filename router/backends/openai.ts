@@ -9,9 +9,8 @@ export function openaiPost(
   backend: Backend,
   path: OpenAIPath,
   body: unknown,
-  clientSignal: AbortSignal,
 ): { call: UpstreamCall; response: Promise<Response> } {
-  const call = new UpstreamCall(backend, clientSignal);
+  const call = new UpstreamCall(backend);
   const headers: Record<string, string> = {};
   if (backend.apiKey) headers.authorization = `Bearer ${backend.apiKey}`;
   return { call, response: call.post(joinUrl(backend.config.base_url!, path), headers, body) };

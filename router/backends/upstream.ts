@@ -35,9 +35,14 @@ export class UpstreamCall {
   #timedOut = false;
   #clientGone = false;
 
-  constructor(readonly backend: Backend, clientSignal: AbortSignal) {
-    if (clientSignal.aborted) this.abort();
-    else clientSignal.addEventListener("abort", () => this.abort(), { once: true });
+  // The client's request.signal is not watched: in Deno it also fires after every successful
+  // response (and warns). A streamed response notices a client that leaves through the
+  // stream's cancel(); a non-streamed call runs to its end (bounded by timeout_ms).
+  constructor(readonly backend: Backend) {}
+
+  /** The call is over. */
+  done(): void {
+    this.disarm();
   }
 
   get timedOut(): boolean {
