@@ -1,0 +1,89 @@
+// Person names: runs of capitalised words, judged by the compromise lexicon (known first and
+// last names) and by context (titles, greetings, "patient", "name:", ...).
+
+import type { Entity } from "../types.ts";
+import { isCommonWord, isFirstName, isLastName, isPlace } from "../lexicon.ts";
+import { before, clamp, type Recognizer, scan } from "./common.ts";
+
+const WORD = String.raw`\p{Lu}\p{Ll}+(?:['’]\p{Lu}?\p{Ll}+)?(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?`;
+const RUN = new RegExp(
+  String.raw`(?<![\p{L}\p{N}_@./-])${WORD}(?:[ \t]+${WORD}){0,3}(?![\p{L}\p{N}_@-])`,
+  "gu",
+);
+const WORD_RE = new RegExp(WORD, "gu");
+
+/** Capitalised words that begin sentences, headers and greetings but are not names. */
+const STOP = new Set(
+  ("patient dear hi hello hey good morning afternoon evening thanks thank best kind regards " +
+    "sincerely customer client case ticket subject from to cc re fw fwd note dr mr mrs ms prof " +
+    "miss sir madam the a an this that please your my our we i he she they it is was called " +
+    "reports says wants presented attending physician prescriber referral emergency contact " +
+    "discharge summary progress chief lab pharmacy identity tax refund wire escalation rx " +
+    "medicare medicaid insurance member home address phone email date birth dob mrn ssn npi dea " +
+    "account bank routing card order invoice billing shipping questions hello team support " +
+    "admin user owner name first last full beneficiary taxpayer old new street avenue road " +
+    "questions regards your visa passport appointment documents track")
+    .split(" "),
+);
+const TITLE = /\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*$/;
+const CONTEXT =
+  /\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*$/;
+const CONTEXT_AFTER =
+  /^(?:\s*,\s*(?:a|an|age|aged)\s+\d|\s*\((?:dob|mrn|npi|age|[\w.+-]+@)|\s+(?:was|is|has|called|reports|presented|wants|will|said|says))/i;
+
+interface Word {
+  text: string;
+  start: number;
+  end: number;
+}
+
+function words(run: string, offset: number): Word[] {
+  const out: Word[] = [];
+  for (const m of run.matchAll(WORD_RE)) {
+    out.push({ text: m[0], start: offset + m.index!, end: offset + m.index! + m[0].length });
+  }
+  return out;
+}
+
+function score(text: string, ws: Word[]): number {
+  const start = ws[0].start, end = ws[ws.length - 1].end;
+  const ctx = before(text, start, 40);
+  const title = TITLE.test(ctx);
+  const context = CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
+  const first = isFirstName(ws[0].text);
+  const last = isLastName(ws[ws.length - 1].text);
+  const placey = ws.some((w) => isPlace(w.text) && !isFirstName(w.text) && !isLastName(w.text));
+  if (ws.length >= 2) {
+    if (title) return 0.9;
+    if (placey && !first) return 0.3;
+    if (first) return 0.85 + (context || last ? 0.1 : 0);
+    if (last) return context ? 0.8 : 0.5;
+    return context ? 0.7 : 0.3;
+  }
+  if (title) return 0.85;
+  if (/\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*$/.test(ctx)) return first ? 0.9 : 0.7;
+  if (first && context) return 0.7;
+  return first ? 0.45 : 0.2;
+}
+
+export const person: Recognizer = {
+  types: ["PERSON"],
+  find(text) {
+    const out: Entity[] = [];
+    scan(text, RUN, (m) => {
+      let ws = words(m[0], m.index);
+      while (ws.length && (STOP.has(ws[0].text.toLowerCase()) || isCommonWord(ws[0].text))) {
+        ws = ws.slice(1);
+      }
+      while (ws.length && STOP.has(ws[ws.length - 1].text.toLowerCase())) ws = ws.slice(0, -1);
+      if (ws.length === 0) return;
+      out.push({
+        type: "PERSON",
+        start: ws[0].start,
+        end: ws[ws.length - 1].end,
+        score: clamp(score(text, ws)),
+      });
+    });
+    return out;
+  },
+};
