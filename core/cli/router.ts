@@ -6,7 +6,7 @@ import { loadPolicyFile, PolicyError } from "../policy/load.ts";
 import type { PrivacyPolicy } from "../policy/privacy.ts";
 import type { InferenceAuditEvent } from "../../router/audit_event.ts";
 import { createRouter, RouterConfigError } from "../../router/app.ts";
-import { DetectorUnavailableError, loadDetector } from "../../router/detector.ts";
+import { detect } from "../../router/pii/detect.ts";
 import { UsageError } from "./common.ts";
 
 export const ROUTER_HELP = `Usage: clawcage router --policy FILE [options]
@@ -119,14 +119,6 @@ export async function routerCommand(args: string[]): Promise<number> {
   const listen = parseListen(values.listen!);
   const privacy = await loadPrivacy(policyPath);
   const hmacKey = loadOrCreateKey(values["hmac-key-file"] ?? defaultKeyPath());
-
-  let detect;
-  try {
-    detect = await loadDetector();
-  } catch (e) {
-    if (e instanceof DetectorUnavailableError) throw new UsageError(e.message, 70);
-    throw e;
-  }
 
   let auditFile: Deno.FsFile | null = null;
   if (values["audit-file"]) {

@@ -5,47 +5,10 @@ import type { PrivacyPolicy } from "../../core/policy/privacy.ts";
 import { privacyPolicy } from "../../core/policy/privacy.ts";
 import type { InferenceAuditEvent } from "../../router/audit_event.ts";
 import { createRouter, type Router } from "../../router/app.ts";
-import type { Detect, Entity, EntityType } from "../../router/pii/types.ts";
+import { detect } from "../../router/pii/detect.ts";
+import type { Detect } from "../../router/pii/types.ts";
 
-/** Values the tests use; each is plainly what its type says, with context words around it. */
-export const VALUES: { value: string; type: EntityType }[] = [
-  { value: "John Smith", type: "PERSON" },
-  { value: "Maria Garcia", type: "PERSON" },
-  { value: "536-22-8174", type: "US_SSN" },
-  { value: "john.smith@example.com", type: "EMAIL_ADDRESS" },
-  { value: "maria.garcia@example.org", type: "EMAIL_ADDRESS" },
-];
-
-/**
- * Finds exactly the listed values. Used only while router/pii/detect.ts is not on this branch
- * yet; once it is, the tests run on the real detector.
- */
-function listedValuesDetector(): Detect {
-  return (text, options) => {
-    const out: Entity[] = [];
-    for (const { value, type } of VALUES) {
-      if (options?.types && !options.types.includes(type)) continue;
-      for (let i = text.indexOf(value); i >= 0; i = text.indexOf(value, i + value.length)) {
-        out.push({ type, start: i, end: i + value.length, score: 0.9 });
-      }
-    }
-    return out.sort((a, b) => a.start - b.start);
-  };
-}
-
-export async function testDetector(): Promise<{ detect: Detect; real: boolean }> {
-  try {
-    const mod = await import(new URL("../../router/pii/detect.ts", import.meta.url).href);
-    if (typeof mod.detect === "function") return { detect: mod.detect, real: true };
-  } catch {
-    // not merged yet
-  }
-  return { detect: listedValuesDetector(), real: false };
-}
-
-export const DETECTOR = await testDetector();
-/** Appended to test names so a reader sees which detector ran. */
-export const WITH = DETECTOR.real ? "" : " [listed-values detector: router/pii/detect.ts absent]";
+export const DETECTOR: { detect: Detect } = { detect };
 
 export interface Recorded {
   method: string;

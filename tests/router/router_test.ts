@@ -10,7 +10,6 @@ import {
   sse,
   until,
   Upstream,
-  WITH,
 } from "./helpers.ts";
 import { anthropicUpstream, openaiUpstream } from "./upstreams.ts";
 
@@ -108,7 +107,7 @@ const TOOLS = [{
   },
 }];
 
-Deno.test(`SSN and name: answered by the local backend, the cloud receives nothing${WITH}`, () =>
+Deno.test(`SSN and name: answered by the local backend, the cloud receives nothing`, () =>
   withSetup(async ({ local, cloud, router }) => {
     const res = await post(router, "/v1/chat/completions", chat(SSN_AND_NAME));
     assert.equal(res.status, 200);
@@ -134,7 +133,7 @@ Deno.test(`SSN and name: answered by the local backend, the cloud receives nothi
     assert.ok(!logged.includes("536-22-8174") && !logged.includes("John Smith"));
   }));
 
-Deno.test(`email and name: the cloud gets placeholders, the agent gets the real values${WITH}`, () =>
+Deno.test(`email and name: the cloud gets placeholders, the agent gets the real values`, () =>
   withSetup(async ({ local, cloud, router }) => {
     const res = await post(router, "/v1/chat/completions", chat(EMAIL_AND_NAME));
     assert.equal(res.status, 200);
@@ -159,7 +158,7 @@ Deno.test(`email and name: the cloud gets placeholders, the agent gets the real 
     assert.ok((ev.pseudonymised.PERSON ?? 0) >= 1);
   }));
 
-Deno.test(`streamed: placeholders split across SSE chunks are restored${WITH}`, () =>
+Deno.test(`streamed: placeholders split across SSE chunks are restored`, () =>
   withSetup(async ({ cloud, router }) => {
     const res = await post(router, "/v1/chat/completions", chat(EMAIL_AND_NAME, { stream: true }));
     assert.equal(res.status, 200);
@@ -178,7 +177,7 @@ Deno.test(`streamed: placeholders split across SSE chunks are restored${WITH}`, 
     assert.deepEqual(router.audit[0].tokens, { prompt: 21, completion: 7 });
   }));
 
-Deno.test(`tool-call arguments are restored, streamed and not; tool results are scanned${WITH}`, () =>
+Deno.test(`tool-call arguments are restored, streamed and not; tool results are scanned`, () =>
   withSetup(async ({ cloud, router }) => {
     const messages = [
       { role: "user", content: EMAIL_AND_NAME },
@@ -226,7 +225,7 @@ Deno.test(`tool-call arguments are restored, streamed and not; tool results are 
     }
   }));
 
-Deno.test(`concurrent requests never share mappings; numbering is per request${WITH}`, () =>
+Deno.test(`concurrent requests never share mappings; numbering is per request`, () =>
   withSetup(async ({ cloud, router }) => {
     const a = "Please email John Smith at john.smith@example.com today.";
     const b = "Please email Maria Garcia at maria.garcia@example.org today.";
@@ -266,7 +265,7 @@ Deno.test("fail closed: the local backend is down, a request that must stay loca
     assert.equal(cloud.received.length, 1);
   }, { localDown: true }));
 
-Deno.test(`fail_closed: false sends a keep_local request to the cloud with those types pseudonymised${WITH}`, () =>
+Deno.test(`fail_closed: false sends a keep_local request to the cloud with those types pseudonymised`, () =>
   withSetup(async ({ cloud, router }) => {
     const res = await post(router, "/v1/chat/completions", chat(SSN_AND_NAME));
     assert.equal(res.status, 200);
@@ -278,7 +277,7 @@ Deno.test(`fail_closed: false sends a keep_local request to the cloud with those
     assert.match(router.audit[0].reason, /fail_closed is false/);
   }, { localDown: true, extra: { fail_closed: false } }));
 
-Deno.test(`Anthropic /v1/messages: routed, pseudonymised and restored, streamed and not${WITH}`, () =>
+Deno.test(`Anthropic /v1/messages: routed, pseudonymised and restored, streamed and not`, () =>
   withSetup(async ({ local, cloud, router }) => {
     const body = {
       model: "auto",
@@ -355,7 +354,7 @@ Deno.test("keys never reach the agent, not even in upstream error messages", asy
   }
 });
 
-Deno.test(`completions and embeddings: routed and pseudonymised${WITH}`, () =>
+Deno.test(`completions and embeddings: routed and pseudonymised`, () =>
   withSetup(async ({ local, cloud, router }) => {
     const c = await post(router, "/v1/completions", { model: "auto", prompt: EMAIL_AND_NAME });
     assert.equal(c.status, 200);

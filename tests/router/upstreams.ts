@@ -55,7 +55,11 @@ export function openaiUpstream(label: string, chunk = 3): Upstream {
       if (json.stream) {
         return sse([
           ...pieces(text, chunk).map((t) =>
-            JSON.stringify({ id: "c1", object: "text_completion", choices: [{ index: 0, text: t }] })
+            JSON.stringify({
+              id: "c1",
+              object: "text_completion",
+              choices: [{ index: 0, text: t }],
+            })
           ),
           JSON.stringify({
             id: "c1",
