@@ -15,6 +15,7 @@ Commands:
   audit verify|tail|query [PATH]       check, follow and search the audit trail (audit --help)
   pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
+  router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
   version                              print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   doctor: async () => (await import("./core/cli/doctor.ts")).doctorCommand,
   audit: async () => (await import("./core/cli/audit.ts")).auditCommand,
   pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
+  router: async () => (await import("./core/cli/router.ts")).routerCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   version: () =>
     Promise.resolve(() => {

@@ -2,6 +2,7 @@
 // Static sections: filesystem_policy, landlock, process.
 
 import { z } from "zod";
+import { privacyPolicy } from "./privacy.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -43,6 +44,7 @@ export const policySchema = z.strictObject({
   }),
   landlock: landlockPolicy.default({ compatibility: "best_effort" }),
   process: processPolicy.default({}),
+  privacy: privacyPolicy.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;

@@ -1,0 +1,128 @@
+// The policy's `privacy` section: which model backends exist, which one is local and which is
+// cloud, which entity types force the local backend and which are pseudonymised before a cloud call.
+
+import { z } from "zod";
+import { ENTITY_TYPES } from "../../router/pii/types.ts";
+
+const entityType = z.enum(ENTITY_TYPES, {
+  message: `unknown entity type; expected one of ${ENTITY_TYPES.join(", ")}`,
+});
+
+/** An http(s) URL without credentials, query or fragment. */
+const baseUrl = z.string().superRefine((s, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    ctx.addIssue({ code: "custom", message: `not a URL: ${JSON.stringify(s)}` });
+    return;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    ctx.addIssue({ code: "custom", message: "base_url must be http:// or https://" });
+  } else if (u.username || u.password) {
+    ctx.addIssue({
+      code: "custom",
+      message: "base_url must not carry credentials (use api_key_env)",
+    });
+  } else if (u.search || u.hash) {
+    ctx.addIssue({ code: "custom", message: "base_url must not have a query or fragment" });
+  }
+});
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+  message: "api_key_env must be the name of an environment variable",
+});
+
+export const privacyBackend = z.strictObject({
+  type: z.enum(["openai", "anthropic", "llama-cpp"]),
+  /** openai: up to and including /v1 (https://api.openai.com/v1); anthropic: the host root. */
+  base_url: baseUrl.optional(),
+  /** Name of the environment variable that holds the API key (read by the router only). */
+  api_key_env: envName.optional(),
+  /** The model the router asks this backend for, whatever model name the client sent. */
+  model: z.string().min(1).optional(),
+  /** The model used for /v1/embeddings on this backend (none: embeddings are refused). */
+  embedding_model: z.string().min(1).optional(),
+  /** For type llama-cpp (not supported yet). */
+  model_path: z.string().min(1).optional(),
+  /** Time allowed for the response headers and between two streamed chunks. */
+  timeout_ms: z.number().int().min(100).max(3_600_000).default(120_000),
+}).superRefine((b, ctx) => {
+  if (b.type === "llama-cpp") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["type"],
+      message:
+        "type llama-cpp (in-process model) is not supported yet; run a llama.cpp/vLLM/NIM server and use type openai with its base_url",
+    });
+    return;
+  }
+  if (b.base_url === undefined) {
+    ctx.addIssue({ code: "custom", message: `a ${b.type} backend needs base_url` });
+  }
+  if (b.model === undefined) {
+    ctx.addIssue({ code: "custom", message: `a ${b.type} backend needs model` });
+  }
+  if (b.model_path !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["model_path"],
+      message: "model_path is only for type llama-cpp",
+    });
+  }
+});
+
+const backendName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, {
+  message: "backend names are letters, digits, '.', '_' and '-'",
+});
+
+export const privacyPolicy = z.strictObject({
+  backends: z.record(backendName, privacyBackend),
+  /** Name of the backend that runs on this machine (gets keep_local requests). */
+  local: z.string().optional(),
+  /** Name of the backend that leaves the machine (gets the rest, pseudonymised). */
+  cloud: z.string().optional(),
+  /** Any of these entity types in a request forces the local backend. */
+  keep_local: z.array(entityType).default([]),
+  /** These entity types are replaced by placeholders before any cloud call. */
+  pseudonymise: z.array(entityType).default([]),
+  /** Findings scored below this are ignored. */
+  min_score: z.number().min(0).max(1).default(0.5),
+  /** If a request must stay local and the local backend fails, answer 503 (never use the cloud). */
+  fail_closed: z.boolean().default(true),
+  /** Request bodies larger than this are refused with 413. */
+  max_body_bytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+}).superRefine((p, ctx) => {
+  for (const role of ["local", "cloud"] as const) {
+    const name = p[role];
+    if (name !== undefined && !Object.hasOwn(p.backends, name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [role],
+        message: `${role} names backend ${JSON.stringify(name)}, which is not in backends (${
+          Object.keys(p.backends).join(", ") || "none"
+        })`,
+      });
+    }
+  }
+  if (p.local === undefined && p.cloud === undefined) {
+    ctx.addIssue({ code: "custom", message: "privacy needs a local or a cloud backend (or both)" });
+  }
+  if (p.local !== undefined && p.local === p.cloud) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["cloud"],
+      message: "local and cloud must be different backends",
+    });
+  }
+  if (p.local === undefined && p.keep_local.length > 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["keep_local"],
+      message: "keep_local needs a local backend",
+    });
+  }
+});
+
+export type PrivacyPolicy = z.infer<typeof privacyPolicy>;
+export type PrivacyBackend = z.infer<typeof privacyBackend>;

@@ -1,0 +1,17 @@
+// OpenAI-compatible upstreams (OpenAI, vLLM, NIM, Ollama, llama.cpp server). base_url includes
+// the API version prefix, as with the OpenAI SDK: https://api.openai.com/v1.
+
+import { type Backend, joinUrl, UpstreamCall } from "./upstream.ts";
+
+export type OpenAIPath = "/chat/completions" | "/completions" | "/embeddings";
+
+export function openaiPost(
+  backend: Backend,
+  path: OpenAIPath,
+  body: unknown,
+): { call: UpstreamCall; response: Promise<Response> } {
+  const call = new UpstreamCall(backend);
+  const headers: Record<string, string> = {};
+  if (backend.apiKey) headers.authorization = `Bearer ${backend.apiKey}`;
+  return { call, response: call.post(joinUrl(backend.config.base_url!, path), headers, body) };
+}
