@@ -15,6 +15,17 @@ import { type Endpoint, type RequestBody, validateRequest, walkRequest } from ".
 import { Pseudonymiser } from "./pseudonymise.ts";
 import { decideRoute, knownModels, type Role } from "./routing.ts";
 import { restoreStream, type StreamProtocol, type Tokens } from "./stream.ts";
+import {
+  AnthropicToChatStream,
+  chatRequestToMessages,
+  chatResponseToMessages,
+  ChatToAnthropicStream,
+  messagesRequestToChat,
+  messagesResponseToChat,
+  type StreamTranslator,
+  TranslationError,
+} from "./translate.ts";
+import { SseReader } from "./sse.ts";
 
 export interface RouterOptions {
   policy: PrivacyPolicy;
@@ -324,25 +335,49 @@ async function callBackend(
   emit: (status: number, outcome: string) => void,
 ): Promise<Response | UpstreamError> {
   const { endpoint } = job;
-  const wantsAnthropic = endpoint === "messages";
-  if ((backend.config.type === "anthropic") !== wantsAnthropic) {
+  const clientAnthropic = endpoint === "messages";
+  const backendAnthropic = backend.config.type === "anthropic";
+  // chat <-> messages are translated; the Anthropic API has no completions or embeddings.
+  const translate = clientAnthropic === backendAnthropic
+    ? null
+    : endpoint === "chat"
+    ? "chat->messages"
+    : endpoint === "messages"
+    ? "messages->chat"
+    : null;
+  if (clientAnthropic !== backendAnthropic && translate === null) {
     return new UpstreamError(
-      `backend ${JSON.stringify(backend.name)} speaks the ${backend.config.type} API, and ${
+      `backend ${JSON.stringify(backend.name)} speaks the anthropic API, which has no ${
         PATHS[endpoint]
-      } needs an ${
-        wantsAnthropic ? "anthropic" : "openai"
-      } backend (translation between the two is not supported yet)`,
+      } endpoint; route this request to an openai backend`,
       "status",
       501,
       "protocol_mismatch",
     );
   }
-  const { call, response } = wantsAnthropic
-    ? anthropicPost(backend, outgoing, job.request.headers)
+  let body: RequestBody = outgoing;
+  try {
+    if (translate === "chat->messages") body = chatRequestToMessages(outgoing);
+    if (translate === "messages->chat") body = messagesRequestToChat(outgoing);
+  } catch (e) {
+    if (!(e instanceof TranslationError)) throw e;
+    return new UpstreamError(
+      `${e.message} (backend ${
+        JSON.stringify(backend.name)
+      } speaks the ${backend.config.type} API)`,
+      "status",
+      400,
+      "untranslatable_request",
+    );
+  }
+  const { call, response } = backendAnthropic
+    ? anthropicPost(backend, body, job.request.headers)
     : openaiPost(
       backend,
-      `/${endpoint === "chat" ? "chat/completions" : endpoint}` as OpenAIPath,
-      outgoing,
+      `/${
+        endpoint === "messages" || endpoint === "chat" ? "chat/completions" : endpoint
+      }` as OpenAIPath,
+      body,
     );
   let upstream: Response;
   try {
@@ -353,15 +388,22 @@ async function callBackend(
   }
 
   if (ev.stream) {
-    const protocol: StreamProtocol = endpoint === "messages"
+    const protocol: StreamProtocol = backendAnthropic
       ? "anthropic"
-      : endpoint === "chat"
-      ? "openai-chat"
-      : "openai-completions";
-    const stream = restoreStream(upstream, call, protocol, ps, (end) => {
+      : endpoint === "completions"
+      ? "openai-completions"
+      : "openai-chat";
+    let stream = restoreStream(upstream, call, protocol, ps, (end) => {
       ev.tokens = end.tokens;
       emit(200, end.outcome);
     });
+    if (translate === "chat->messages") {
+      // deno-lint-ignore no-explicit-any
+      const usage = (outgoing as any).stream_options?.include_usage === true;
+      stream = translateStream(stream, new AnthropicToChatStream(usage));
+    } else if (translate === "messages->chat") {
+      stream = translateStream(stream, new ChatToAnthropicStream(outgoing.model));
+    }
     return new Response(stream, {
       status: 200,
       headers: {
@@ -371,7 +413,12 @@ async function callBackend(
     });
   }
 
-  return await finishJson(call, upstream, ps, ev, emit);
+  const convert = translate === "chat->messages"
+    ? messagesResponseToChat
+    : translate === "messages->chat"
+    ? chatResponseToMessages
+    : null;
+  return await finishJson(call, upstream, ps, ev, emit, convert);
 }
 
 async function finishJson(
@@ -380,6 +427,7 @@ async function finishJson(
   ps: Pseudonymiser | null,
   ev: InferenceAuditEvent,
   emit: (status: number, outcome: string) => void,
+  convert: ((answer: unknown) => unknown) | null,
 ): Promise<Response | UpstreamError> {
   let text: string;
   try {
@@ -402,6 +450,7 @@ async function finishJson(
   }
   ev.tokens = usageOf(answer);
   if (ps !== null) answer = ps.restoreDeep(answer);
+  if (convert !== null) answer = convert(answer);
   emit(200, "ok");
   return Response.json(answer);
 }
@@ -478,4 +527,28 @@ async function readJson(
       message: `the request body is not valid JSON (${(e as Error).message})`,
     };
   }
+}
+
+/** Passes an SSE stream through a translator into the client's protocol. */
+function translateStream(
+  input: ReadableStream<Uint8Array>,
+  translator: StreamTranslator,
+): ReadableStream<Uint8Array> {
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const sse = new SseReader();
+  return input.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        const out = sse.push(decoder.decode(chunk, { stream: true }))
+          .map((e) => translator.event(e)).join("");
+        if (out) controller.enqueue(encoder.encode(out));
+      },
+      flush(controller) {
+        const out = [...sse.push(decoder.decode()), ...sse.end()]
+          .map((e) => translator.event(e)).join("") + translator.end();
+        if (out) controller.enqueue(encoder.encode(out));
+      },
+    }),
+  );
 }

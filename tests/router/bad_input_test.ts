@@ -286,16 +286,22 @@ Deno.test("a stream that stalls ends with an error event; a stream the client dr
   }
 });
 
-Deno.test("an anthropic backend on an OpenAI endpoint is refused clearly (no translation yet)", () =>
+Deno.test("an anthropic backend cannot serve /v1/completions or untranslatable chat fields", () =>
   withRouter(async (r) => {
+    await expectError(
+      await send(r, "/v1/completions", JSON.stringify({ model: "auto", prompt: "hello" })),
+      501,
+      "protocol_mismatch",
+      /backend "claude" speaks the anthropic API, which has no \/v1\/completions endpoint/,
+    );
     await expectError(
       await send(
         r,
         "/v1/chat/completions",
-        JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hello" }] }),
+        JSON.stringify({ model: "auto", n: 2, messages: [{ role: "user", content: "hello" }] }),
       ),
-      501,
-      "protocol_mismatch",
-      /backend "claude" speaks the anthropic API/,
+      400,
+      "untranslatable_request",
+      /n > 1 cannot be served by an anthropic backend/,
     );
   }));
