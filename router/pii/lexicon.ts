@@ -1,7 +1,8 @@
 // Word knowledge for names and places, taken from compromise's English lexicon (shipped in its
 // npm package): first names, last names, cities, regions, countries, and which capitalised
 // words are ordinary vocabulary. Looking words up is far faster than running compromise's
-// tagger over every text (measured in scripts/bench/pii_nlp.ts).
+// tagger over every text (measured in scripts/bench/pii_nlp.ts). The lexicon's tags are folded
+// into one bit set per word once, at load, so a lookup is one Map access.
 
 import nlp from "compromise";
 
@@ -9,33 +10,47 @@ type Tag = string;
 const LEXICON = (nlp as unknown as { model(): { one: { lexicon: Record<string, Tag | Tag[]> } } })
   .model().one.lexicon;
 
-function tags(word: string): readonly Tag[] {
-  const t = LEXICON[word.toLowerCase()];
-  return t === undefined ? [] : Array.isArray(t) ? t : t.split(",");
+const FIRST = 1, LAST = 2, PLACE = 4, CITY = 8, NAMEISH = 16, KNOWN = 32;
+
+const FIRST_TAGS = new Set(["FemaleName", "MaleName", "FirstName", "Person"]);
+const PLACE_TAGS = new Set(["City", "Region", "Country", "Place"]);
+const NAMEISH_TAGS = new Set([...FIRST_TAGS, "LastName", "ProperNoun", ...PLACE_TAGS]);
+
+const FLAGS = new Map<string, number>();
+for (const [word, t] of Object.entries(LEXICON)) {
+  let f = KNOWN;
+  for (const tag of Array.isArray(t) ? t : t.split(",")) {
+    if (FIRST_TAGS.has(tag)) f |= FIRST;
+    if (tag === "LastName") f |= LAST;
+    if (PLACE_TAGS.has(tag)) f |= PLACE;
+    if (tag === "City") f |= CITY;
+    if (NAMEISH_TAGS.has(tag)) f |= NAMEISH;
+  }
+  FLAGS.set(word, f);
 }
 
-const FIRST = new Set(["FemaleName", "MaleName", "FirstName", "Person"]);
-const PLACE = new Set(["City", "Region", "Country", "Place"]);
-const NAMEISH = new Set([...FIRST, "LastName", "ProperNoun", ...PLACE]);
+function flags(word: string): number {
+  return FLAGS.get(word.toLowerCase()) ?? 0;
+}
 
 export function isFirstName(word: string): boolean {
-  return tags(word).some((t) => FIRST.has(t));
+  return (flags(word) & FIRST) !== 0;
 }
 
 export function isLastName(word: string): boolean {
-  return tags(word).includes("LastName");
+  return (flags(word) & LAST) !== 0;
 }
 
 export function isPlace(word: string): boolean {
-  return tags(word).some((t) => PLACE.has(t));
+  return (flags(word) & PLACE) !== 0;
 }
 
 export function isCity(word: string): boolean {
-  return tags(word).includes("City");
+  return (flags(word) & CITY) !== 0;
 }
 
 /** A word the lexicon knows only as ordinary vocabulary (verb, adjective, month, ...). */
 export function isCommonWord(word: string): boolean {
-  const t = tags(word);
-  return t.length > 0 && !t.some((x) => NAMEISH.has(x));
+  const f = flags(word);
+  return (f & KNOWN) !== 0 && (f & NAMEISH) === 0;
 }
