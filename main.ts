@@ -16,6 +16,7 @@ Commands:
   pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
   router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
+  service [--config FILE] / status     run the configured agents as a service; ask it how they are
   version                              print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -29,6 +30,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   audit: async () => (await import("./core/cli/audit.ts")).auditCommand,
   pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
   router: async () => (await import("./core/cli/router.ts")).routerCommand,
+  service: async () => (await import("./core/cli/service.ts")).serviceCommand,
+  status: async () => (await import("./core/cli/status.ts")).statusCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   version: () =>
     Promise.resolve(() => {
