@@ -1,0 +1,284 @@
+// `clawcage service` and `clawcage status` against real sandboxed agents: two agents, a
+// crash-looping one (backoff visible in status), SIGHUP reload, the router with a systemd
+// credential, denials from an audit log, SIGTERM and SIGKILL with no orphans (scanned in /proc).
+
+import assert from "node:assert/strict";
+import { AuditLog } from "../../core/audit/writer.ts";
+import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
+import { nextDelay, shouldRestart } from "../../core/service/child.ts";
+import { cli } from "../helpers/cli.ts";
+import { sandboxSkipReason } from "../helpers/host.ts";
+import {
+  describe,
+  processesMentioning,
+  ServiceProcess,
+  status,
+  waitFor,
+  waitNoProcesses,
+} from "./service_helpers.ts";
+
+const skip = sandboxSkipReason();
+if (skip) console.log(`service tests with sandboxed agents skipped: ${skip}`);
+
+const POLICY = new URL("../../policies/default.yaml", import.meta.url).pathname;
+
+Deno.test("backoff doubles up to the cap and starts over after a healthy run", () => {
+  const b = {
+    initial_delay_ms: 100,
+    max_delay_ms: 500,
+    healthy_after_ms: 1000,
+    stop_timeout_ms: 1,
+  };
+  assert.equal(nextDelay(null, 10, b), 100);
+  assert.equal(nextDelay(100, 10, b), 200);
+  assert.equal(nextDelay(400, 10, b), 500);
+  assert.equal(nextDelay(500, 10, b), 500);
+  assert.equal(nextDelay(500, 1000, b), 100);
+  assert.equal(shouldRestart("on-failure", 0, null), false);
+  assert.equal(shouldRestart("on-failure", 1, null), true);
+  assert.equal(shouldRestart("on-failure", 0, "SIGKILL"), true);
+  assert.equal(shouldRestart("always", 0, null), true);
+  assert.equal(shouldRestart("never", 1, null), false);
+});
+
+Deno.test("service: configuration mistakes are one line with file:line:column, exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    const cases: [string, RegExp][] = [
+      [
+        "version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    polcy: p.yaml\n    workdir: /\n",
+        /clawcage\.yaml:5:5: unknown key "polcy" in agents\.a \(did you mean "policy"\?\)/,
+      ],
+      [
+        "version: 1\nagents:\n  a:\n    command: []\n    policy: p.yaml\n    workdir: /\n",
+        /:4:14: agents\.a\.command/,
+      ],
+      ["version: 2\n", /:1:10: version: must be 1/],
+      [
+        "version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    policy: missing.yaml\n    workdir: /\n",
+        /agent a: .*missing\.yaml:0:0: cannot read policy: no such file/,
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      await Deno.writeTextFile(`${dir}/clawcage.yaml`, text);
+      const r = await cli(["service", "--config", `${dir}/clawcage.yaml`]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+      assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
+    }
+    const r = await cli(["service", "--config", `${dir}/absent.yaml`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /absent\.yaml: cannot read the service configuration: no such file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("status: no service running is exit 3 with one line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    const r = await cli(["status", "--runtime-dir", dir]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /clawcage service is not running \(no answer on .*status\.sock\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function config(dir: string, agents: string, extra = ""): string {
+  return `version: 1
+runtime_dir: ${dir}/run
+state_dir: ${dir}/state
+restart:
+  initial_delay_ms: 200
+  max_delay_ms: 800
+  healthy_after_ms: 20000
+  stop_timeout_ms: 3000
+agents:
+${agents}${extra}`;
+}
+
+const agent = (name: string, command: string, more = "") =>
+  `  ${name}:\n    command: ${command}\n    policy: policy.yaml\n    workdir: work\n${more}`;
+
+Deno.test({
+  name: "service: two agents, a crash loop with backoff, SIGHUP reload, SIGTERM leaves nothing",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const socket = `${dir}/run/status.sock`;
+    const cfg = `${dir}/clawcage.yaml`;
+    // The audit log: one denial now, one two hours ago is not counted (written by the real
+    // writer; only the recent one falls in the last hour).
+    const log = await AuditLog.open(`${dir}/audit`, { keyDir: `${dir}/audit-key` });
+    log.record({
+      class: "network",
+      activity: "refuse",
+      dst: { host: "evil.example", port: 443 },
+      decision: "deny",
+    });
+    log.record({
+      class: "network",
+      activity: "open",
+      dst: { host: "ok.example", port: 443 },
+      decision: "allow",
+    });
+    await log.close();
+    await Deno.writeTextFile(
+      cfg,
+      config(
+        dir,
+        agent(
+          "alpha",
+          `["sh", "-c", "echo alpha FOO=$FOO; exec sleep 7301"]`,
+          "    env: {FOO: bar}\n",
+        ) +
+          agent("beta", `["sleep", "7302"]`) +
+          agent("crash", `["sh", "-c", "echo crash; exit 3"]`),
+        `audit_log: ${dir}/audit\n`,
+      ),
+    );
+    const svc = new ServiceProcess(cfg);
+    try {
+      let s = await waitFor(
+        socket,
+        (s) =>
+          s.agents.find((a) => a.name === "crash")!.restarts >= 3 &&
+          s.agents.filter((a) => a.state === "running" && a.name !== "crash").length === 2,
+        "two running agents and three restarts of the crash loop",
+        60_000,
+        svc,
+      );
+      const byName = (st: typeof s, n: string) => st.agents.find((a) => a.name === n)!;
+      const crash = byName(s, "crash");
+      assert.equal(crash.last_exit?.code, 3);
+      // 200, 400, 800, 800...: after three failures the delay has reached the cap.
+      if (crash.state === "backoff") assert.ok(crash.backoff_ms! >= 800, JSON.stringify(crash));
+      assert.equal(s.denials_last_hour.count, 1);
+      assert.ok((await Deno.stat(socket)).mode! & 0o777, "socket exists");
+      assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o600);
+      assert.equal((await Deno.stat(`${dir}/run`)).mode! & 0o777, 0o700);
+      assert.match(svc.output, /\[alpha\] alpha FOO=bar/);
+
+      // The CLI: a table and JSON.
+      const human = await cli(["status", "--runtime-dir", `${dir}/run`]);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, /^alpha\s+running\s+\d+\s+0\s/m);
+      assert.match(human.stdout, /^crash\s+(backoff \(\d+ ms, next start in \d+s\)|running)\s/m);
+      assert.match(human.stdout, /denials in the last hour: 1 \(audit log /);
+      const json = JSON.parse(
+        (await cli(["status", "--json", "--runtime-dir", `${dir}/run`])).stdout,
+      );
+      assert.equal(json.agents.length, 3);
+
+      // SIGHUP: beta removed, gamma added, alpha's command changed, crash unchanged.
+      const alphaPid = byName(s, "alpha").pid;
+      const crashRestarts = byName(s, "crash").restarts;
+      await Deno.writeTextFile(
+        cfg,
+        config(
+          dir,
+          agent("alpha", `["sleep", "7303"]`) +
+            agent("crash", `["sh", "-c", "echo crash; exit 3"]`) +
+            agent("gamma", `["sleep", "7304"]`),
+        ),
+      );
+      svc.child.kill("SIGHUP");
+      s = await waitFor(
+        socket,
+        (s) =>
+          s.last_reload !== null && byName(s, "gamma")?.state === "running" &&
+          byName(s, "alpha")?.state === "running",
+        "the reload",
+        60_000,
+        svc,
+      );
+      assert.deepEqual(s.last_reload!.changes.sort(), [
+        "agent alpha: changed, restarted",
+        "agent beta: removed, stopped",
+        "agent gamma: added, started",
+      ]);
+      assert.equal(s.agents.some((a) => a.name === "beta"), false);
+      assert.notEqual(byName(s, "alpha").pid, alphaPid);
+      assert.ok(byName(s, "crash").restarts >= crashRestarts, "crash kept its history");
+      assert.deepEqual(await waitNoProcesses("sleep\x007302"), [], "beta's agent is gone");
+      assert.deepEqual(await waitNoProcesses("sleep\x007301"), [], "alpha's old agent is gone");
+      assert.equal(s.denials_last_hour.count, null, "audit_log removed from the config");
+
+      // A changed policy file under an unchanged entry: reported, nothing restarted.
+      const gammaPid = byName(s, "gamma").pid;
+      let previous = s.last_reload!.at;
+      await Deno.writeTextFile(`${dir}/policy.yaml`, "\n# edited\n", { append: true });
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the second reload");
+      assert.ok(s.last_reload!.changes.includes(`agent gamma: ${POLICY_NOT_APPLIED}`));
+      assert.equal(byName(s, "gamma").pid, gammaPid);
+
+      // An invalid configuration is refused; the agents keep running.
+      previous = s.last_reload!.at;
+      await Deno.writeTextFile(cfg, "version: 1\nagents: [oops\n");
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the refused reload");
+      assert.equal(s.last_reload!.ok, false);
+      assert.match(s.last_reload!.error!, /clawcage\.yaml:\d+:\d+: invalid YAML/);
+      assert.equal(byName(s, "gamma").pid, gammaPid);
+      assert.equal(byName(s, "gamma").state, "running");
+
+      // SIGTERM: everything stops, nothing is left, the socket is removed.
+      assert.ok(processesMentioning("sleep\x007304").length > 0, "gamma's agent runs");
+      svc.child.kill("SIGTERM");
+      const st = await svc.exit();
+      assert.equal(st.code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+      await assert.rejects(Deno.stat(socket), Deno.errors.NotFound);
+      assert.match(svc.output, /clawcage service: stopped/);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "service: SIGKILL of the service leaves no orphans (parent-death signal)",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const cfg = `${dir}/clawcage.yaml`;
+    await Deno.writeTextFile(cfg, config(dir, agent("one", `["sleep", "7311"]`)));
+    const svc = new ServiceProcess(cfg);
+    try {
+      await waitFor(
+        `${dir}/run/status.sock`,
+        (s) => s.agents[0].state === "running",
+        "the agent",
+        60_000,
+        svc,
+      );
+      // Wait for the agent itself (inside its sandbox), not only its `clawcage run`.
+      const deadline = Date.now() + 30_000;
+      while (!processesMentioning("sleep\x007311").length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(processesMentioning("sleep\x007311").length > 0, svc.output);
+      svc.child.kill("SIGKILL");
+      await svc.exit();
+      const left = await waitNoProcesses(dir, 10_000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
