@@ -12,7 +12,6 @@ import {
   describe,
   processesMentioning,
   ServiceProcess,
-  status,
   waitFor,
   waitNoProcesses,
 } from "./service_helpers.ts";
