@@ -7,6 +7,8 @@ import { AuditLog } from "../../core/audit/writer.ts";
 import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
 import { nextDelay, shouldRestart } from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
+import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
+import { openaiUpstream } from "../router/upstreams.ts";
 import { sandboxSkipReason } from "../helpers/host.ts";
 import {
   describe,
@@ -277,6 +279,101 @@ Deno.test({
         svc.child.kill("SIGKILL");
       } catch { /* exited */ }
       await svc.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "service: router with a cloud key from a systemd credential, SIGHUP reloads its privacy section; agent user",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    const up = openaiUpstream("cloud");
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.mkdir(`${dir}/creds`);
+    await Deno.writeTextFile(`${dir}/creds/cloud-key`, `${CLOUD_KEY}\n`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const routerPolicy = (model: string) =>
+      `version: 1
+privacy:
+  backends:
+    up: { type: openai, base_url: "${up.url}/v1", api_key_env: SVC_CLOUD_KEY, model: ${model} }
+  cloud: up
+  pseudonymise: [EMAIL_ADDRESS]
+`;
+    await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m1"));
+    const port = closedPort();
+    const cfg = `${dir}/clawcage.yaml`;
+    await Deno.writeTextFile(
+      cfg,
+      config(
+        dir,
+        agent("who", `["sh", "-c", "echo uid=$(id -u); exec sleep 7321"]`, "    user: daemon\n"),
+        `router:\n  policy: router.yaml\n  listen: 127.0.0.1:${port}\n  credentials: {SVC_CLOUD_KEY: cloud-key}\n`,
+      ),
+    );
+    const svc = new ServiceProcess(cfg, { CREDENTIALS_DIRECTORY: `${dir}/creds` });
+    const socket = `${dir}/run/status.sock`;
+    const ask = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] }),
+      });
+      await res.body?.cancel();
+      return res.status;
+    };
+    try {
+      let s = await waitFor(
+        socket,
+        (s) => s.router?.state === "running" && s.agents[0].state === "running",
+        "router and agent",
+        60_000,
+        svc,
+      );
+      assert.deepEqual(s.router!.backends, [
+        { name: "up", type: "openai", role: "cloud", base_url: `${up.url}/v1`, model: "m1" },
+      ]);
+      // The router answers once it listens.
+      const deadline = Date.now() + 30_000;
+      let code = 0;
+      while (Date.now() < deadline) {
+        code = await ask().catch(() => 0);
+        if (code) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(code, 200, svc.output);
+      assert.equal(up.received.at(-1)!.headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
+      assert.equal((up.received.at(-1)!.json as { model: string }).model, "m1");
+      assert.match(svc.output, /\[who\] uid=1\n/);
+
+      await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m2"));
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload !== null, "the reload", 30_000, svc);
+      assert.deepEqual(s.last_reload!.changes, [
+        "router: policy changed, privacy section reloaded (SIGHUP)",
+      ]);
+      assert.equal(s.router!.backends[0].model, "m2");
+      const reloadDeadline = Date.now() + 10_000;
+      while (Date.now() < reloadDeadline) {
+        assert.equal(await ask(), 200);
+        if ((up.received.at(-1)!.json as { model: string }).model === "m2") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal((up.received.at(-1)!.json as { model: string }).model, "m2", svc.output);
+      assert.equal(s.router!.pid, (await waitFor(socket, () => true, "status")).router!.pid);
+
+      svc.child.kill("SIGTERM");
+      assert.equal((await svc.exit()).code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await up.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
