@@ -22,6 +22,7 @@ Options:
   -c, --config FILE       service configuration (default ${DEFAULT_CONFIG_PATH})
       --runtime-dir DIR   where the status socket lives (default: the configuration's
                           runtime_dir, /run/clawcage)
+      --check             check the configuration and the policies it names, then exit
   -h, --help              show this help
 
 Signals: SIGHUP re-reads the configuration (starts new agents, stops removed ones, restarts
@@ -39,6 +40,7 @@ export async function serviceCommand(args: string[]): Promise<number> {
       options: {
         config: { type: "string", short: "c", default: DEFAULT_CONFIG_PATH },
         "runtime-dir": { type: "string" },
+        check: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -61,6 +63,14 @@ export async function serviceCommand(args: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof ConfigError) throw new UsageError(e.message);
     throw e;
+  }
+
+  if (values.check) {
+    const agents = Object.keys(config.agents).length;
+    console.log(
+      `${configPath}: ok (${agents} agent(s)${config.router ? ", router" : ""})`,
+    );
+    return 0;
   }
 
   const service = new Service(config, configPath, log);
