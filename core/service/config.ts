@@ -5,6 +5,7 @@
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { loadPolicyFile, parseYamlWithSchema, PolicyError } from "../policy/load.ts";
+import { resolveUser, UnknownPrincipalError } from "../sandbox/users.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/clawcage/clawcage.yaml";
 export const DEFAULT_RUNTIME_DIR = "/run/clawcage";
@@ -127,12 +128,30 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
     if (config.router.audit_file) config.router.audit_file = abs(config.router.audit_file);
   }
   const problems: string[] = [];
+  const passwd = readOrEmpty("/etc/passwd");
+  const isRoot = Deno.uid() === 0;
   for (const [name, agent] of Object.entries(config.agents)) {
     try {
       await loadPolicyFile(agent.policy);
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       problems.push(`agent ${name}: ${e.message}`);
+    }
+    if (!isDirectory(agent.workdir)) {
+      problems.push(`agent ${name}: workdir ${agent.workdir} is not an existing directory`);
+    }
+    if (agent.user !== undefined) {
+      try {
+        resolveUser(agent.user, passwd);
+      } catch (e) {
+        if (!(e instanceof UnknownPrincipalError)) throw e;
+        problems.push(`agent ${name}: ${e.message}`);
+      }
+    }
+    if (!isRoot && !agent.rootless) {
+      problems.push(
+        `agent ${name}: namespaces need root; run the service as root or set rootless: true`,
+      );
     }
   }
   if (config.router) {
@@ -146,4 +165,20 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
   }
   if (problems.length) throw new ConfigError(problems.join("\n"));
   return config;
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }

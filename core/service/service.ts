@@ -147,6 +147,10 @@ export class Service {
    */
   async reload(next: ServiceConfig): Promise<ReloadReport> {
     const changes: string[] = [];
+    // Everything that can fail (credentials) before anything changes.
+    const nextRouterKey = next.router
+      ? JSON.stringify(routerSpec(next.router, next.state_dir))
+      : null;
     this.config = next;
     const stops: Promise<void>[] = [];
     for (const [name, entry] of this.#agents) {
@@ -180,7 +184,7 @@ export class Service {
       await r.child.stop();
       changes.push("router: removed, stopped");
     } else if (next.router) {
-      const key = JSON.stringify(routerSpec(next.router, next.state_dir));
+      const key = nextRouterKey;
       if (!r) {
         await this.#startRouter(next.router);
         changes.push("router: added, started");

@@ -45,7 +45,18 @@ Deno.test("backoff doubles up to the cap and starts over after a healthy run", (
 Deno.test("service: configuration mistakes are one line with file:line:column, exit 2", async () => {
   const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
   try {
+    await Deno.copyFile(POLICY, `${dir}/p.yaml`);
+    const ok = (more: string) =>
+      `version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    policy: p.yaml\n${more}`;
     const cases: [string, RegExp][] = [
+      [
+        ok("    workdir: /nonexistent-dir\n"),
+        /agent a: workdir \/nonexistent-dir is not an existing directory/,
+      ],
+      [
+        ok("    workdir: /\n    user: no-such-user-xyz\n"),
+        /agent a: user "no-such-user-xyz" does not exist on this host/,
+      ],
       [
         "version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    polcy: p.yaml\n    workdir: /\n",
         /clawcage\.yaml:5:5: unknown key "polcy" in agents\.a \(did you mean "policy"\?\)/,
@@ -67,6 +78,10 @@ Deno.test("service: configuration mistakes are one line with file:line:column, e
       assert.match(r.stderr, expected);
       assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
     }
+    await Deno.writeTextFile(`${dir}/clawcage.yaml`, ok("    workdir: /\n    user: nobody\n"));
+    const checked = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /clawcage\.yaml: ok \(1 agent\(s\)\)/);
     const r = await cli(["service", "--config", `${dir}/absent.yaml`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /absent\.yaml: cannot read the service configuration: no such file/);
