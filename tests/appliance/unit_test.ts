@@ -67,10 +67,22 @@ Deno.test("unit: the binary prints the same unit it embeds", async () => {
   assert.equal(r.stdout, unitText);
 });
 
-/** Runs a sandboxed agent with no_new_privs and only the capabilities in `caps`. */
-async function runUnder(caps: string[]): Promise<{ code: number; out: string }> {
+const FS_HARDENING = new URL("./fixtures/unit_fs_hardening.sh", import.meta.url).pathname;
+
+/**
+ * Runs a sandboxed agent with no_new_privs and only the capabilities in `caps`; with
+ * `fsHardening`, inside the emulation of the unit's filesystem options.
+ */
+async function runUnder(
+  caps: string[],
+  fsHardening = false,
+): Promise<{ code: number; out: string }> {
   const bounding = ["-all", ...caps.map((c) => "+" + c.toLowerCase().replace(/^cap_/, ""))];
+  const wrap = fsHardening
+    ? [systemProgram("unshare")!, "--mount", "--propagation", "private", "sh", FS_HARDENING]
+    : [];
   const argv = [
+    ...wrap,
     systemProgram("setpriv")!,
     "--no-new-privs",
     "--bounding-set",
@@ -99,5 +111,18 @@ Deno.test({
     const without = await runUnder(caps.filter((c) => c !== "CAP_NET_ADMIN"));
     assert.equal(without.code, 125, without.out);
     assert.match(without.out, /sandbox setup failed/);
+  },
+});
+
+Deno.test({
+  name:
+    "unit: a sandboxed agent runs under an emulation of the unit's ProtectSystem=strict, PrivateTmp, PrivateDevices, ProtectKernelTunables",
+  ignore: skip !== null,
+  async fn() {
+    const caps = setting("CapabilityBoundingSet")[0].split(/\s+/);
+    // The fixture exits 90 unless /usr really is read-only around the service.
+    const r = await runUnder(caps, true);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /agent-ran\n65534\n/);
   },
 });
