@@ -203,8 +203,11 @@ export class Child {
   }
 }
 
+/** Longer output without a newline is passed on in pieces of about this many characters. */
+export const MAX_LINE = 16 * 1024;
+
 /** Copies `stream` to `out` line by line, each line prefixed. */
-async function prefixLines(
+export async function prefixLines(
   stream: ReadableStream<Uint8Array>,
   prefix: string,
   out: { write(p: Uint8Array): Promise<number> },
@@ -230,6 +233,11 @@ async function prefixLines(
       pending += chunk;
       const lines = pending.split("\n");
       pending = lines.pop()!;
+      // A child that never ends a line cannot make the service buffer without bound.
+      if (pending.length > MAX_LINE) {
+        lines.push(pending);
+        pending = "";
+      }
       if (lines.length) await emit(lines.map((l) => prefix + l + "\n").join(""));
     }
     if (pending) await emit(prefix + pending + "\n");

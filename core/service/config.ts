@@ -130,9 +130,15 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
   const problems: string[] = [];
   const passwd = readOrEmpty("/etc/passwd");
   const isRoot = Deno.uid() === 0;
+  const trusted = (what: string, file: string) => {
+    const why = isRoot ? untrustedBecause(file) : null;
+    if (why) problems.push(`${what}${file}: ${why}`);
+  };
+  trusted("", path);
   for (const [name, agent] of Object.entries(config.agents)) {
     try {
       await loadPolicyFile(agent.policy);
+      trusted(`agent ${name}: `, agent.policy);
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       problems.push(`agent ${name}: ${e.message}`);
@@ -158,6 +164,7 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
     try {
       const policy = await loadPolicyFile(config.router.policy);
       if (!policy.privacy) problems.push(`router: ${config.router.policy}: no privacy section`);
+      trusted("router: ", config.router.policy);
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       problems.push(`router: ${e.message}`);
@@ -181,4 +188,27 @@ function isDirectory(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Why a file that decides what runs as root cannot be trusted (owned by another user, or
+ * writable by group or others), or null when it can.
+ */
+export function untrustedBecause(path: string): string | null {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return null; // reported by whoever reads it
+  }
+  const mode = (info.mode ?? 0) & 0o777;
+  if (info.uid !== 0) {
+    return `owned by uid ${info.uid}, not root: refusing it, since it decides what runs as root`;
+  }
+  if (mode & 0o022) {
+    return `mode ${
+      mode.toString(8).padStart(4, "0")
+    } lets other users change it: refusing it, since it decides what runs as root (chmod go-w)`;
+  }
+  return null;
 }

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
-import { nextDelay, shouldRestart } from "../../core/service/child.ts";
+import { MAX_LINE, nextDelay, prefixLines, shouldRestart } from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
 import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
 import { openaiUpstream } from "../router/upstreams.ts";
@@ -82,12 +82,49 @@ Deno.test("service: configuration mistakes are one line with file:line:column, e
     const checked = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
     assert.equal(checked.code, 0, checked.stderr);
     assert.match(checked.stdout, /clawcage\.yaml: ok \(1 agent\(s\)\)/);
+    // Files that decide what runs as root must be root's and not writable by others.
+    await Deno.chmod(`${dir}/clawcage.yaml`, 0o666);
+    const loose = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(loose.code, 2, loose.stderr);
+    assert.match(loose.stderr, /clawcage\.yaml: mode 0666 lets other users change it: refusing it/);
+    await Deno.chmod(`${dir}/clawcage.yaml`, 0o644);
+    await Deno.chmod(`${dir}/p.yaml`, 0o664);
+    const loosePolicy = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(loosePolicy.code, 2, loosePolicy.stderr);
+    assert.match(loosePolicy.stderr, /agent a: .*p\.yaml: mode 0664 lets other users change it/);
+    await Deno.chmod(`${dir}/p.yaml`, 0o644);
     const r = await cli(["service", "--config", `${dir}/absent.yaml`]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /absent\.yaml: cannot read the service configuration: no such file/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("service: child output is prefixed per line, and an endless line is cut", async () => {
+  // As a pipe delivers it: pieces of 8 KiB, the long line never ended until the end.
+  const chunks = ["one\ntwo\n", ...Array(10).fill("x".repeat(8192)), "\nlast"];
+  const encoder = new TextEncoder();
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      const next = chunks.shift();
+      if (next === undefined) c.close();
+      else c.enqueue(encoder.encode(next));
+    },
+  });
+  let written = "";
+  await prefixLines(stream, "[a] ", {
+    write(p: Uint8Array) {
+      written += new TextDecoder().decode(p);
+      return Promise.resolve(p.length);
+    },
+  });
+  const lines = written.split("\n").slice(0, -1);
+  assert.deepEqual(lines.slice(0, 2), ["[a] one", "[a] two"]);
+  assert.equal(lines.at(-1), "[a] last");
+  assert.ok(lines.every((l) => l.startsWith("[a] ") && l.length <= MAX_LINE + 4 + 8192));
+  assert.equal(lines.slice(2, -1).map((l) => l.slice(4)).join(""), "x".repeat(8192 * 10));
+  assert.ok(lines.length > 4, "the long line was cut into pieces");
 });
 
 Deno.test("status: no service running is exit 3 with one line", async () => {
