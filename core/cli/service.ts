@@ -82,7 +82,9 @@ export async function serviceCommand(args: string[]): Promise<number> {
     throw e;
   }
   const stopped = Promise.withResolvers<void>();
-  let reloading = Promise.resolve();
+  // A SIGHUP that arrives while the agents start waits for them.
+  const started = Promise.withResolvers<void>();
+  let reloading: Promise<void> = started.promise;
   const onHup = () => {
     reloading = reloading.then(async () => {
       let next: ServiceConfig;
@@ -126,6 +128,7 @@ export async function serviceCommand(args: string[]): Promise<number> {
     await server.close();
     throw new UsageError((e as Error).message, 1);
   }
+  started.resolve();
   const names = Object.keys(config.agents);
   log(
     `running ${names.length} agent(s)${names.length ? ` (${names.join(", ")})` : ""}${
