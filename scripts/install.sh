@@ -134,6 +134,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/clawcage-install.XXXXXX") || die "cannot create
 NEW=$BIN_DIR/.clawcage.new.$$
 REPLACED=no
 HAD_PREVIOUS=no
+RESTARTED=no
 
 on_exit() {
 	status=$1
@@ -142,6 +143,9 @@ on_exit() {
 	if [ "$status" -ne 0 ] && [ "$REPLACED" = yes ]; then
 		if [ "$HAD_PREVIOUS" = yes ]; then
 			mv -f "$BIN_DIR/.clawcage.previous" "$BIN" && say "restored the previous $BIN"
+			if [ "$RESTARTED" = yes ] && systemctl restart clawcage.service; then
+				say "restarted clawcage.service on the previous binary"
+			fi
 		else
 			rm -f "$BIN" && say "removed the new $BIN"
 		fi
@@ -301,7 +305,12 @@ if use_systemctl; then
 	systemctl daemon-reload || die "systemctl daemon-reload failed"
 	systemctl enable clawcage.service >/dev/null 2>&1 || die "systemctl enable clawcage failed"
 	if systemctl is-active --quiet clawcage.service; then
+		RESTARTED=yes
 		systemctl restart clawcage.service || die "the upgraded service does not start: journalctl -u clawcage"
+		# Type=simple: restart returns once started; a service that dies at once shows here.
+		sleep 2
+		systemctl is-active --quiet clawcage.service ||
+			die "the upgraded service stopped after starting: journalctl -u clawcage"
 		say "restarted clawcage.service"
 	fi
 else
