@@ -184,6 +184,25 @@ Deno.test("installer (deno run wrapper artifact, denort unavailable): fresh inst
       assert.equal(await Deno.readTextFile(bin), v2);
     });
 
+    await t.step("curl URL/install.sh | sh -s -- ... (the one-command install)", async () => {
+      release.files.set("install.sh", await Deno.readTextFile(INSTALL));
+      release.publish(v1);
+      const curl = systemProgram("curl");
+      const fetcher = curl ? `${curl} -fsSL` : "wget -qO-";
+      const out = await new Deno.Command("sh", {
+        args: [
+          "-c",
+          `${fetcher} ${release.url}/install.sh | sh -s -- --base-url ${release.url} --root ${root} --no-doctor`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, err);
+      assert.match(err, /upgrading/);
+      assert.equal(await Deno.readTextFile(bin), v1);
+    });
+
     await t.step("uninstall keeps the logs; --purge removes them", async () => {
       await Deno.writeTextFile(`${root}/var/log/clawcage/evidence.log`, "keep me\n");
       const r = await install(["--uninstall", "--root", root]);
