@@ -10,6 +10,7 @@ import {
 } from "../service/config.ts";
 import { Service } from "../service/service.ts";
 import { serveStatus, StatusSocketError } from "../service/status_socket.ts";
+import { systemProgram } from "../self.ts";
 import { UsageError } from "./common.ts";
 
 export const SERVICE_HELP = `Usage: clawcage service [options]
@@ -73,6 +74,9 @@ export async function serviceCommand(args: string[]): Promise<number> {
     return 0;
   }
 
+  if (!systemProgram("setpriv")) {
+    throw new UsageError("setpriv(1) from util-linux not found; install util-linux", 1);
+  }
   const service = new Service(config, configPath, log);
   let server;
   try {

@@ -85,13 +85,14 @@ export class Child {
   }
 
   #spawn(): void {
-    const setpriv = systemProgram("setpriv");
-    if (!setpriv) throw new Error("setpriv(1) from util-linux not found; install util-linux");
     // PR_SET_PDEATHSIG: if the service dies without stopping its children (SIGKILL, crash),
     // the kernel kills each child, and `clawcage run` has the same arrangement with its stage.
-    const argv = [setpriv, "--pdeathsig", "KILL", "--", ...this.spec.argv];
+    // The service checks at start that setpriv exists; a child is never started without it.
+    const setpriv = systemProgram("setpriv");
+    const argv = [setpriv ?? "setpriv", "--pdeathsig", "KILL", "--", ...this.spec.argv];
     let proc: Deno.ChildProcess;
     try {
+      if (!setpriv) throw new Error("setpriv(1) from util-linux not found");
       proc = new Deno.Command(argv[0], {
         args: argv.slice(1),
         clearEnv: true,
