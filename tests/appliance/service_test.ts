@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
+import { countDenials } from "../../core/service/denials.ts";
 import { MAX_LINE, nextDelay, prefixLines, shouldRestart } from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
 import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
@@ -127,6 +128,47 @@ Deno.test("service: child output is prefixed per line, and an endless line is cu
   assert.ok(lines.length > 4, "the long line was cut into pieces");
 });
 
+Deno.test("status: denials of the last hour are counted from the audit log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    assert.deepEqual(countDenials(undefined, 0), {
+      count: null,
+      unavailable: "no audit_log in the service configuration",
+    });
+    const log = await AuditLog.open(`${dir}/audit`, { keyDir: `${dir}/key` });
+    for (let i = 0; i < 3; i++) {
+      log.record({
+        class: "network",
+        activity: "refuse",
+        dst: { host: "x.example", port: 443 },
+        decision: "deny",
+      });
+    }
+    log.record({
+      class: "http",
+      activity: "request",
+      dst: { host: "y.example" },
+      http: { method: "GET", url: "/" },
+      decision: "allow",
+    });
+    await log.close();
+    const hourAgo = Date.now() - 3600_000;
+    assert.equal(countDenials(`${dir}/audit`, hourAgo).count, 3);
+    assert.equal(countDenials(`${dir}/audit`, Date.now() + 60_000).count, 0);
+    // A segment last written two hours ago is not read at all.
+    const twoHoursAgo = new Date(Date.now() - 7200_000);
+    for (const e of Deno.readDirSync(`${dir}/audit`)) {
+      Deno.utimeSync(`${dir}/audit/${e.name}`, twoHoursAgo, twoHoursAgo);
+    }
+    assert.equal(countDenials(`${dir}/audit`, hourAgo).count, 0);
+    const missing = countDenials(`${dir}/nothing`, hourAgo);
+    assert.equal(missing.count, null);
+    assert.match((missing as { unavailable: string }).unavailable, /cannot read audit log/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("status: no service running is exit 3 with one line", async () => {
   const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
   try {
@@ -163,8 +205,7 @@ Deno.test({
     await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
     const socket = `${dir}/run/status.sock`;
     const cfg = `${dir}/clawcage.yaml`;
-    // The audit log: one denial now, one two hours ago is not counted (written by the real
-    // writer; only the recent one falls in the last hour).
+    // The audit log (written by the real writer): one denial and one allowed connection.
     const log = await AuditLog.open(`${dir}/audit`, { keyDir: `${dir}/audit-key` });
     log.record({
       class: "network",
