@@ -116,7 +116,14 @@ export class Child {
       prefixLines(proc.stderr, `[${this.spec.name}] `, Deno.stderr),
     ];
     this.#exited = proc.status.then(async (status) => {
-      await Promise.allSettled(copies);
+      // The rest of its output, but a process it left behind holding the pipe (possible
+      // without a PID namespace, --rootless) must not keep the exit from being seen.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled(copies),
+        new Promise((r) => timer = setTimeout(r, OUTPUT_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
       this.#process = null;
       this.#onExit(status, startedAt);
     });
@@ -203,6 +210,9 @@ export class Child {
     };
   }
 }
+
+/** How long the output of a child that exited is still copied. */
+const OUTPUT_GRACE_MS = 1000;
 
 /** Longer output without a newline is passed on in pieces of about this many characters. */
 export const MAX_LINE = 16 * 1024;

@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
 import { countDenials } from "../../core/service/denials.ts";
-import { MAX_LINE, nextDelay, prefixLines, shouldRestart } from "../../core/service/child.ts";
+import {
+  Child,
+  MAX_LINE,
+  nextDelay,
+  prefixLines,
+  shouldRestart,
+} from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
 import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
 import { openaiUpstream } from "../router/upstreams.ts";
@@ -470,4 +476,36 @@ privacy:
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("service: a process left holding a child's output does not hide the child's exit", async () => {
+  // A clawcage run child cannot normally leave one (the stage reaps and kills leftovers), but
+  // the supervisor must not depend on it: a plain command here.
+  const child = new Child(
+    {
+      name: "bg",
+      argv: ["sh", "-c", "sleep 7331 & echo started-bg; exit 3"],
+      env: { PATH: "/usr/bin:/bin" },
+      restart: "never",
+    },
+    { initial_delay_ms: 100, max_delay_ms: 100, healthy_after_ms: 1000, stop_timeout_ms: 1000 },
+    () => {},
+  );
+  try {
+    child.start();
+    const deadline = Date.now() + 10_000;
+    while (child.status().state === "running" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(child.status().state, "exited");
+    assert.equal(child.status().last_exit?.code, 3);
+    assert.ok(processesMentioning("sleep\x007331").length > 0, "the leftover still holds the pipe");
+  } finally {
+    await child.stop();
+    for (const pid of processesMentioning("sleep\x007331")) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
 });
