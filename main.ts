@@ -16,7 +16,8 @@ Commands:
   pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
   router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
-  version                              print the version
+  service [--config FILE] / status     run the configured agents as a service; ask it how they are
+  version [--json]                     print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
 
@@ -29,10 +30,16 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   audit: async () => (await import("./core/cli/audit.ts")).auditCommand,
   pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
   router: async () => (await import("./core/cli/router.ts")).routerCommand,
+  service: async () => (await import("./core/cli/service.ts")).serviceCommand,
+  status: async () => (await import("./core/cli/status.ts")).statusCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
+  __print: async () => (await import("./core/cli/assets.ts")).printAssetCommand,
   version: () =>
-    Promise.resolve(() => {
-      console.log(`clawcage ${VERSION}`);
+    Promise.resolve((args: string[]) => {
+      if (args.includes("--json")) {
+        const { arch, os } = Deno.build;
+        console.log(JSON.stringify({ name: "clawcage", version: VERSION, os, arch }));
+      } else console.log(`clawcage ${VERSION}`);
       return Promise.resolve(0);
     }),
 };

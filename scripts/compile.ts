@@ -1,5 +1,5 @@
 // `deno task compile [--target x86_64|aarch64 ...]`: builds dist/clawcage-linux-<arch> with
-// `deno compile`, embedding policies/, and writes dist/SHA256SUMS.
+// `deno compile`, embedding policies/ and the systemd unit, and writes dist/SHA256SUMS.
 //
 // `deno compile` needs `denort` (Deno's runtime without the toolchain) for the target; it
 // downloads it unless DENORT_BIN points at one. Build machines without internet set
@@ -43,6 +43,8 @@ for (const arch of arches) {
       ...PERMISSION_FLAGS,
       "--include",
       "policies",
+      "--include",
+      "scripts/clawcage.service",
       "--target",
       TARGETS[arch],
       "--output",

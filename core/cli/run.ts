@@ -20,6 +20,7 @@ Runs COMMAND deny-by-default in Landlock + seccomp + fresh namespaces, as the po
 Options:
   -p, --policy FILE   policy YAML (default: the embedded default policy)
   -w, --workdir DIR   working directory of the agent (default: the current directory)
+  -u, --user USER     run the agent as USER (name or uid; overrides process.run_as_user)
   -e, --env K[=V]     set a variable for the agent, or pass K through from this environment
                       (the agent otherwise gets only PATH, HOME, USER, TERM, LANG, TZ)
       --rootless      run without namespaces (Landlock + seccomp only); implied when not root
@@ -30,7 +31,7 @@ Options:
 Exit status: the agent's (128+N when killed by signal N); 125 when the sandbox could not be
 built, 126 when the command cannot be executed, 127 when it is not found.`;
 
-const VALUE_OPTIONS = new Set(["-p", "--policy", "-w", "--workdir", "-e", "--env"]);
+const VALUE_OPTIONS = new Set(["-p", "--policy", "-w", "--workdir", "-e", "--env", "-u", "--user"]);
 
 /** Index of `--` or of the first word that is not an option: the agent's command starts there. */
 function commandStart(args: string[]): number {
@@ -68,6 +69,7 @@ export async function runCommand(args: string[]): Promise<number> {
       argv,
       workdir: values.workdir ?? Deno.cwd(),
       env: values.env ?? [],
+      user: values.user,
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
@@ -92,6 +94,7 @@ export async function runCommand(args: string[]): Promise<number> {
         options: {
           policy: { type: "string", short: "p" },
           workdir: { type: "string", short: "w" },
+          user: { type: "string", short: "u" },
           env: { type: "string", short: "e", multiple: true },
           rootless: { type: "boolean" },
           quiet: { type: "boolean", short: "q" },

@@ -60,12 +60,25 @@ export async function loadPolicyFile(path: string): Promise<Policy> {
 }
 
 export function parsePolicy(text: string, file: string): Policy {
+  return parseYamlWithSchema(text, file, policySchema, "policy");
+}
+
+/**
+ * Parses YAML `text` and validates it with `schema`; every mistake becomes a PolicyProblem
+ * with file:line:column. Shared by policies and the service configuration.
+ */
+export function parseYamlWithSchema<S extends z.ZodType>(
+  text: string,
+  file: string,
+  schema: S,
+  what: string,
+): z.infer<S> {
   if (text.length > MAX_POLICY_BYTES) {
     throw new PolicyError([{
       file,
       line: 1,
       column: 1,
-      message: `policy is larger than ${MAX_POLICY_BYTES} bytes`,
+      message: `${what} is larger than ${MAX_POLICY_BYTES} bytes`,
     }]);
   }
   const lineCounter = new LineCounter();
@@ -90,11 +103,13 @@ export function parsePolicy(text: string, file: string): Policy {
   } catch (e) {
     throw new PolicyError([at(0, `invalid YAML: ${firstLine((e as Error).message)}`)]);
   }
-  if (data === null || data === undefined) throw new PolicyError([at(0, "policy is empty")]);
+  if (data === null || data === undefined) throw new PolicyError([at(0, `${what} is empty`)]);
 
-  const result = policySchema.safeParse(data);
+  const result = schema.safeParse(data);
   if (result.success) return result.data;
-  throw new PolicyError(result.error.issues.map((issue) => describeIssue(issue, doc.contents, at)));
+  throw new PolicyError(
+    result.error.issues.map((issue) => describeIssue(issue, doc.contents, at, schema)),
+  );
 }
 
 function firstLine(s: string): string {
@@ -115,7 +130,12 @@ function findTooDeep(node: unknown, depth: number): Node | null {
 
 type At = (offset: number | undefined, message: string) => PolicyProblem;
 
-function describeIssue(issue: z.core.$ZodIssue, root: unknown, at: At): PolicyProblem {
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  root: unknown,
+  at: At,
+  schema: z.ZodType,
+): PolicyProblem {
   const path = issue.path as (string | number)[];
   const where = path.length ? path.join(".") : "(top level)";
   if (issue.code === "unrecognized_keys") {
@@ -124,7 +144,7 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, at: At): PolicyPr
     const keyNode = isMap(node)
       ? node.items.find((p) => isScalar(p.key) && p.key.value === key)?.key
       : undefined;
-    const known = knownKeys(path);
+    const known = knownKeys(schema, path);
     const hint = suggest(key, known);
     const message = `unknown key ${JSON.stringify(key)} in ${where}` +
       (hint
@@ -165,9 +185,9 @@ function lookup(root: unknown, path: (string | number)[]): unknown {
 }
 
 /** The keys the schema allows at `path`, for "did you mean" hints. */
-function knownKeys(path: (string | number)[]): string[] {
+function knownKeys(root: z.ZodType, path: (string | number)[]): string[] {
   // deno-lint-ignore no-explicit-any
-  let schema: any = policySchema;
+  let schema: any = root;
   for (const key of path) {
     while (schema?.def?.innerType) schema = schema.def.innerType;
     if (schema?.def?.type === "object") schema = schema.def.shape[key];

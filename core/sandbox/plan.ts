@@ -81,6 +81,8 @@ export interface RunOptions {
   env: string[];
   /** Run without namespaces (Landlock + seccomp only). */
   rootless: boolean;
+  /** Run the agent as this user instead of the policy's process.run_as_user. */
+  user?: string;
 }
 
 export function normalizePath(p: string): string {
@@ -105,7 +107,7 @@ export function buildPlan(policy: Policy, opts: RunOptions, host: HostView): Sta
   let user: Account;
   let groups: number[] = [];
   const fs = policy.filesystem_policy;
-  const runAs = policy.process.run_as_user;
+  const runAs = opts.user ?? policy.process.run_as_user;
   if (host.isRoot) {
     if (runAs === undefined) {
       throw new PlanError(

@@ -1,0 +1,270 @@
+// `clawcage service`: runs the agents listed in the service configuration, each as a
+// `clawcage run` child, and the privacy router; reloads on SIGHUP; answers status queries.
+
+import { createHash } from "node:crypto";
+import { selfCommand, selfEnv } from "../self.ts";
+import { loadPolicyFile } from "../policy/load.ts";
+import { Child, type ChildSpec, type ChildStatus } from "./child.ts";
+import type { AgentConfig, RouterConfig, ServiceConfig } from "./config.ts";
+import { countDenials, type DenialCount } from "./denials.ts";
+
+export interface RouterBackend {
+  name: string;
+  type: string;
+  role: "local" | "cloud" | "unused";
+  base_url: string | null;
+  model: string | null;
+}
+
+export interface ReloadReport {
+  at: string;
+  ok: boolean;
+  /** One line per change: "agent a: started", "agent b: policy changed, not applied: ...". */
+  changes: string[];
+  error?: string;
+}
+
+export interface ServiceStatus {
+  pid: number;
+  config: string;
+  started: string;
+  uptime_s: number;
+  agents: (ChildStatus & { policy: string; command: string[] })[];
+  router:
+    | null
+    | (ChildStatus & { listen: string; policy: string; backends: RouterBackend[] });
+  denials_last_hour: DenialCount;
+  last_reload: ReloadReport | null;
+}
+
+/** Agents' policies can change only with a restart until `clawcage run` can reload live. */
+export const POLICY_NOT_APPLIED =
+  "policy file changed, not applied: clawcage run has no live policy reload yet; restart the service (or change the agent's entry) to apply it";
+
+interface Entry {
+  child: Child;
+  /** Everything that, when changed, requires a restart. */
+  key: string;
+  policyHash: string;
+}
+
+export function agentSpec(name: string, a: AgentConfig): ChildSpec {
+  const args = ["run", "--policy", a.policy, "--workdir", a.workdir];
+  if (a.user !== undefined) args.push("--user", String(a.user));
+  if (a.rootless) args.push("--rootless");
+  // Values travel in the environment (`-e NAME` passes it through), never on a command line.
+  for (const k of Object.keys(a.env)) args.push("--env", k);
+  args.push("--", ...a.command);
+  return { name, argv: selfCommand(args), env: { ...selfEnv(), ...a.env }, restart: a.restart };
+}
+
+export function routerSpec(r: RouterConfig, stateDir: string): ChildSpec {
+  const args = ["router", "--policy", r.policy, "--listen", r.listen];
+  if (r.audit_file) args.push("--audit-file", r.audit_file);
+  return {
+    name: "router",
+    argv: selfCommand(args),
+    env: { ...selfEnv(), CLAWCAGE_STATE_DIR: stateDir, ...readCredentials(r.credentials) },
+    restart: "always",
+  };
+}
+
+/** Cloud keys from systemd credentials (LoadCredential=), for the router's environment only. */
+export function readCredentials(map: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  const entries = Object.entries(map);
+  if (entries.length === 0) return out;
+  const dir = Deno.env.get("CREDENTIALS_DIRECTORY");
+  if (!dir) {
+    throw new Error(
+      `router.credentials needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=); it is not set`,
+    );
+  }
+  for (const [env, cred] of entries) {
+    try {
+      out[env] = Deno.readTextFileSync(`${dir}/${cred}`).trim();
+    } catch (e) {
+      throw new Error(`router credential ${cred} (for ${env}): ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
+
+async function fileHash(path: string): Promise<string> {
+  try {
+    return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
+  } catch {
+    return "unreadable";
+  }
+}
+
+export class Service {
+  #agents = new Map<string, Entry & { config: AgentConfig }>();
+  #router: (Entry & { config: RouterConfig; backends: RouterBackend[] }) | null = null;
+  #started = Date.now();
+  #lastReload: ReloadReport | null = null;
+
+  constructor(
+    private config: ServiceConfig,
+    readonly configPath: string,
+    private log: (line: string) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const [name, a] of Object.entries(this.config.agents)) await this.#addAgent(name, a);
+    if (this.config.router) await this.#startRouter(this.config.router);
+  }
+
+  async #addAgent(name: string, a: AgentConfig): Promise<void> {
+    const spec = agentSpec(name, a);
+    const child = new Child(spec, this.config.restart, this.log);
+    this.#agents.set(name, {
+      child,
+      config: a,
+      key: JSON.stringify(spec),
+      policyHash: await fileHash(a.policy),
+    });
+    child.start();
+  }
+
+  async #startRouter(r: RouterConfig): Promise<void> {
+    const spec = routerSpec(r, this.config.state_dir);
+    const child = new Child(spec, this.config.restart, this.log);
+    this.#router = {
+      child,
+      config: r,
+      key: JSON.stringify(spec),
+      policyHash: await fileHash(r.policy),
+      backends: await routerBackends(r.policy),
+    };
+    child.start();
+  }
+
+  /**
+   * Applies a new configuration: starts new agents, stops removed ones, restarts changed ones.
+   * An agent whose entry is unchanged but whose policy file changed keeps running on the old
+   * policy (reported). The router re-reads its policy's privacy section on SIGHUP.
+   */
+  async reload(next: ServiceConfig): Promise<ReloadReport> {
+    const changes: string[] = [];
+    // Everything that can fail (credentials) before anything changes.
+    const nextRouterKey = next.router
+      ? JSON.stringify(routerSpec(next.router, next.state_dir))
+      : null;
+    this.config = next;
+    const stops: Promise<void>[] = [];
+    for (const [name, entry] of this.#agents) {
+      if (!(name in next.agents)) {
+        this.#agents.delete(name);
+        stops.push(entry.child.stop());
+        changes.push(`agent ${name}: removed, stopped`);
+      }
+    }
+    await Promise.all(stops);
+    for (const [name, a] of Object.entries(next.agents)) {
+      const entry = this.#agents.get(name);
+      if (!entry) {
+        await this.#addAgent(name, a);
+        changes.push(`agent ${name}: added, started`);
+        continue;
+      }
+      entry.child.setBackoff(next.restart);
+      if (JSON.stringify(agentSpec(name, a)) !== entry.key) {
+        await entry.child.stop();
+        this.#agents.delete(name);
+        await this.#addAgent(name, a);
+        changes.push(`agent ${name}: changed, restarted`);
+      } else if ((await fileHash(a.policy)) !== entry.policyHash) {
+        changes.push(`agent ${name}: ${POLICY_NOT_APPLIED}`);
+      }
+    }
+    const r = this.#router;
+    if (r && !next.router) {
+      this.#router = null;
+      await r.child.stop();
+      changes.push("router: removed, stopped");
+    } else if (next.router) {
+      const key = nextRouterKey;
+      if (!r) {
+        await this.#startRouter(next.router);
+        changes.push("router: added, started");
+      } else if (key !== r.key) {
+        await r.child.stop();
+        await this.#startRouter(next.router);
+        changes.push("router: changed, restarted");
+      } else {
+        r.child.setBackoff(next.restart);
+        const hash = await fileHash(next.router.policy);
+        if (hash !== r.policyHash) {
+          // The router re-reads the privacy section on SIGHUP (and keeps the old one if the
+          // new one is invalid: it says so in its own log).
+          const sent = r.child.signal("SIGHUP");
+          r.policyHash = hash;
+          r.backends = await routerBackends(next.router.policy);
+          changes.push(
+            sent
+              ? "router: policy changed, privacy section reloaded (SIGHUP)"
+              : "router: policy changed; the router is not running, it will read it when it starts",
+          );
+        }
+      }
+    }
+    const report = { at: new Date().toISOString(), ok: true, changes };
+    this.#lastReload = report;
+    return report;
+  }
+
+  reloadFailed(error: string): ReloadReport {
+    const report = { at: new Date().toISOString(), ok: false, changes: [], error };
+    this.#lastReload = report;
+    return report;
+  }
+
+  /** Stops everything: agents and router in parallel, SIGTERM then SIGKILL. */
+  async stop(): Promise<void> {
+    const all = [...this.#agents.values()].map((e) => e.child.stop());
+    if (this.#router) all.push(this.#router.child.stop());
+    await Promise.all(all);
+  }
+
+  status(): ServiceStatus {
+    const now = Date.now();
+    return {
+      pid: Deno.pid,
+      config: this.configPath,
+      started: new Date(this.#started).toISOString(),
+      uptime_s: Math.floor((now - this.#started) / 1000),
+      agents: [...this.#agents.values()].map((e) => ({
+        ...e.child.status(),
+        policy: e.config.policy,
+        command: e.config.command,
+      })),
+      router: this.#router
+        ? {
+          ...this.#router.child.status(),
+          listen: this.#router.config.listen,
+          policy: this.#router.config.policy,
+          backends: this.#router.backends,
+        }
+        : null,
+      denials_last_hour: countDenials(this.config.audit_log, now - 3600_000),
+      last_reload: this.#lastReload,
+    };
+  }
+}
+
+async function routerBackends(policyPath: string): Promise<RouterBackend[]> {
+  try {
+    const privacy = (await loadPolicyFile(policyPath)).privacy;
+    if (!privacy) return [];
+    return Object.entries(privacy.backends).map(([name, b]) => ({
+      name,
+      type: b.type,
+      role: privacy.local === name ? "local" : privacy.cloud === name ? "cloud" : "unused",
+      base_url: b.base_url ?? null,
+      model: b.model ?? null,
+    }));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,511 @@
+// `clawcage service` and `clawcage status` against real sandboxed agents: two agents, a
+// crash-looping one (backoff visible in status), SIGHUP reload, the router with a systemd
+// credential, denials from an audit log, SIGTERM and SIGKILL with no orphans (scanned in /proc).
+
+import assert from "node:assert/strict";
+import { AuditLog } from "../../core/audit/writer.ts";
+import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
+import { countDenials } from "../../core/service/denials.ts";
+import {
+  Child,
+  MAX_LINE,
+  nextDelay,
+  prefixLines,
+  shouldRestart,
+} from "../../core/service/child.ts";
+import { cli } from "../helpers/cli.ts";
+import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
+import { openaiUpstream } from "../router/upstreams.ts";
+import { sandboxSkipReason } from "../helpers/host.ts";
+import {
+  describe,
+  processesMentioning,
+  ServiceProcess,
+  waitFor,
+  waitNoProcesses,
+} from "./service_helpers.ts";
+
+const skip = sandboxSkipReason();
+if (skip) console.log(`service tests with sandboxed agents skipped: ${skip}`);
+
+const POLICY = new URL("../../policies/default.yaml", import.meta.url).pathname;
+
+Deno.test("backoff doubles up to the cap and starts over after a healthy run", () => {
+  const b = {
+    initial_delay_ms: 100,
+    max_delay_ms: 500,
+    healthy_after_ms: 1000,
+    stop_timeout_ms: 1,
+  };
+  assert.equal(nextDelay(null, 10, b), 100);
+  assert.equal(nextDelay(100, 10, b), 200);
+  assert.equal(nextDelay(400, 10, b), 500);
+  assert.equal(nextDelay(500, 10, b), 500);
+  assert.equal(nextDelay(500, 1000, b), 100);
+  assert.equal(shouldRestart("on-failure", 0, null), false);
+  assert.equal(shouldRestart("on-failure", 1, null), true);
+  assert.equal(shouldRestart("on-failure", 0, "SIGKILL"), true);
+  assert.equal(shouldRestart("always", 0, null), true);
+  assert.equal(shouldRestart("never", 1, null), false);
+});
+
+Deno.test("service: configuration mistakes are one line with file:line:column, exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    await Deno.copyFile(POLICY, `${dir}/p.yaml`);
+    const ok = (more: string) =>
+      `version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    policy: p.yaml\n${more}`;
+    const cases: [string, RegExp][] = [
+      [
+        ok("    workdir: /nonexistent-dir\n"),
+        /agent a: workdir \/nonexistent-dir is not an existing directory/,
+      ],
+      [
+        ok("    workdir: /\n    user: no-such-user-xyz\n"),
+        /agent a: user "no-such-user-xyz" does not exist on this host/,
+      ],
+      [
+        "version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    polcy: p.yaml\n    workdir: /\n",
+        /clawcage\.yaml:5:5: unknown key "polcy" in agents\.a \(did you mean "policy"\?\)/,
+      ],
+      [
+        "version: 1\nagents:\n  a:\n    command: []\n    policy: p.yaml\n    workdir: /\n",
+        /:4:14: agents\.a\.command/,
+      ],
+      ["version: 2\n", /:1:10: version: must be 1/],
+      [
+        "version: 1\nagents:\n  a:\n    command: [sleep, '1']\n    policy: missing.yaml\n    workdir: /\n",
+        /agent a: .*missing\.yaml:0:0: cannot read policy: no such file/,
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      await Deno.writeTextFile(`${dir}/clawcage.yaml`, text);
+      const r = await cli(["service", "--config", `${dir}/clawcage.yaml`]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+      assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, "no stack trace");
+    }
+    await Deno.writeTextFile(`${dir}/clawcage.yaml`, ok("    workdir: /\n    user: nobody\n"));
+    const checked = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(checked.stdout, /clawcage\.yaml: ok \(1 agent\(s\)\)/);
+    // Files that decide what runs as root must be root's and not writable by others.
+    await Deno.chmod(`${dir}/clawcage.yaml`, 0o666);
+    const loose = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(loose.code, 2, loose.stderr);
+    assert.match(loose.stderr, /clawcage\.yaml: mode 0666 lets other users change it: refusing it/);
+    await Deno.chmod(`${dir}/clawcage.yaml`, 0o644);
+    await Deno.chmod(`${dir}/p.yaml`, 0o664);
+    const loosePolicy = await cli(["service", "--check", "--config", `${dir}/clawcage.yaml`]);
+    assert.equal(loosePolicy.code, 2, loosePolicy.stderr);
+    assert.match(loosePolicy.stderr, /agent a: .*p\.yaml: mode 0664 lets other users change it/);
+    await Deno.chmod(`${dir}/p.yaml`, 0o644);
+    const r = await cli(["service", "--config", `${dir}/absent.yaml`]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /absent\.yaml: cannot read the service configuration: no such file/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("service: child output is prefixed per line, and an endless line is cut", async () => {
+  // As a pipe delivers it: pieces of 8 KiB, the long line never ended until the end.
+  const chunks = ["one\ntwo\n", ...Array(10).fill("x".repeat(8192)), "\nlast"];
+  const encoder = new TextEncoder();
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      const next = chunks.shift();
+      if (next === undefined) c.close();
+      else c.enqueue(encoder.encode(next));
+    },
+  });
+  let written = "";
+  await prefixLines(stream, "[a] ", {
+    write(p: Uint8Array) {
+      written += new TextDecoder().decode(p);
+      return Promise.resolve(p.length);
+    },
+  });
+  const lines = written.split("\n").slice(0, -1);
+  assert.deepEqual(lines.slice(0, 2), ["[a] one", "[a] two"]);
+  assert.equal(lines.at(-1), "[a] last");
+  assert.ok(lines.every((l) => l.startsWith("[a] ") && l.length <= MAX_LINE + 4 + 8192));
+  assert.equal(lines.slice(2, -1).map((l) => l.slice(4)).join(""), "x".repeat(8192 * 10));
+  assert.ok(lines.length > 4, "the long line was cut into pieces");
+});
+
+Deno.test("status: denials of the last hour are counted from the audit log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    assert.deepEqual(countDenials(undefined, 0), {
+      count: null,
+      unavailable: "no audit_log in the service configuration",
+    });
+    const log = await AuditLog.open(`${dir}/audit`, { keyDir: `${dir}/key` });
+    for (let i = 0; i < 3; i++) {
+      log.record({
+        class: "network",
+        activity: "refuse",
+        dst: { host: "x.example", port: 443 },
+        decision: "deny",
+      });
+    }
+    log.record({
+      class: "http",
+      activity: "request",
+      dst: { host: "y.example" },
+      http: { method: "GET", url: "/" },
+      decision: "allow",
+    });
+    await log.close();
+    const hourAgo = Date.now() - 3600_000;
+    assert.equal(countDenials(`${dir}/audit`, hourAgo).count, 3);
+    assert.equal(countDenials(`${dir}/audit`, Date.now() + 60_000).count, 0);
+    // A segment last written two hours ago is not read at all.
+    const twoHoursAgo = new Date(Date.now() - 7200_000);
+    for (const e of Deno.readDirSync(`${dir}/audit`)) {
+      Deno.utimeSync(`${dir}/audit/${e.name}`, twoHoursAgo, twoHoursAgo);
+    }
+    assert.equal(countDenials(`${dir}/audit`, hourAgo).count, 0);
+    const missing = countDenials(`${dir}/nothing`, hourAgo);
+    assert.equal(missing.count, null);
+    assert.match((missing as { unavailable: string }).unavailable, /cannot read audit log/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("status: no service running is exit 3 with one line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    const r = await cli(["status", "--runtime-dir", dir]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /clawcage service is not running \(no answer on .*status\.sock\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function config(dir: string, agents: string, extra = ""): string {
+  return `version: 1
+runtime_dir: ${dir}/run
+state_dir: ${dir}/state
+restart:
+  initial_delay_ms: 200
+  max_delay_ms: 800
+  healthy_after_ms: 20000
+  stop_timeout_ms: 3000
+agents:
+${agents}${extra}`;
+}
+
+const agent = (name: string, command: string, more = "") =>
+  `  ${name}:\n    command: ${command}\n    policy: policy.yaml\n    workdir: work\n${more}`;
+
+Deno.test({
+  name: "service: two agents, a crash loop with backoff, SIGHUP reload, SIGTERM leaves nothing",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const socket = `${dir}/run/status.sock`;
+    const cfg = `${dir}/clawcage.yaml`;
+    // The audit log (written by the real writer): one denial and one allowed connection.
+    const log = await AuditLog.open(`${dir}/audit`, { keyDir: `${dir}/audit-key` });
+    log.record({
+      class: "network",
+      activity: "refuse",
+      dst: { host: "evil.example", port: 443 },
+      decision: "deny",
+    });
+    log.record({
+      class: "network",
+      activity: "open",
+      dst: { host: "ok.example", port: 443 },
+      decision: "allow",
+    });
+    await log.close();
+    await Deno.writeTextFile(
+      cfg,
+      config(
+        dir,
+        agent(
+          "alpha",
+          `["sh", "-c", "echo alpha FOO=$FOO; exec sleep 7301"]`,
+          "    env: {FOO: bar}\n",
+        ) +
+          agent("beta", `["sleep", "7302"]`) +
+          agent("crash", `["sh", "-c", "echo crash; exit 3"]`),
+        `audit_log: ${dir}/audit\n`,
+      ),
+    );
+    const svc = new ServiceProcess(cfg);
+    try {
+      let s = await waitFor(
+        socket,
+        (s) =>
+          s.agents.find((a) => a.name === "crash")!.restarts >= 3 &&
+          s.agents.filter((a) => a.state === "running" && a.name !== "crash").length === 2,
+        "two running agents and three restarts of the crash loop",
+        60_000,
+        svc,
+      );
+      const byName = (st: typeof s, n: string) => st.agents.find((a) => a.name === n)!;
+      const crash = byName(s, "crash");
+      assert.equal(crash.last_exit?.code, 3);
+      // 200, 400, 800, 800...: after three failures the delay has reached the cap.
+      if (crash.state === "backoff") assert.ok(crash.backoff_ms! >= 800, JSON.stringify(crash));
+      assert.equal(s.denials_last_hour.count, 1);
+      assert.ok((await Deno.stat(socket)).mode! & 0o777, "socket exists");
+      assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o600);
+      assert.equal((await Deno.stat(`${dir}/run`)).mode! & 0o777, 0o700);
+      assert.match(svc.output, /\[alpha\] alpha FOO=bar/);
+
+      // The CLI: a table and JSON.
+      const human = await cli(["status", "--runtime-dir", `${dir}/run`]);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout, /^alpha\s+running\s+\d+\s+0\s/m);
+      assert.match(human.stdout, /^crash\s+(backoff \(\d+ ms, next start in \d+s\)|running)\s/m);
+      assert.match(human.stdout, /denials in the last hour: 1 \(audit log /);
+      const json = JSON.parse(
+        (await cli(["status", "--json", "--runtime-dir", `${dir}/run`])).stdout,
+      );
+      assert.equal(json.agents.length, 3);
+
+      // SIGHUP: beta removed, gamma added, alpha's command changed, crash unchanged.
+      const alphaPid = byName(s, "alpha").pid;
+      const crashRestarts = byName(s, "crash").restarts;
+      await Deno.writeTextFile(
+        cfg,
+        config(
+          dir,
+          agent("alpha", `["sleep", "7303"]`) +
+            agent("crash", `["sh", "-c", "echo crash; exit 3"]`) +
+            agent("gamma", `["sleep", "7304"]`),
+        ),
+      );
+      svc.child.kill("SIGHUP");
+      s = await waitFor(
+        socket,
+        (s) =>
+          s.last_reload !== null && byName(s, "gamma")?.state === "running" &&
+          byName(s, "alpha")?.state === "running",
+        "the reload",
+        60_000,
+        svc,
+      );
+      assert.deepEqual(s.last_reload!.changes.sort(), [
+        "agent alpha: changed, restarted",
+        "agent beta: removed, stopped",
+        "agent gamma: added, started",
+      ]);
+      assert.equal(s.agents.some((a) => a.name === "beta"), false);
+      assert.notEqual(byName(s, "alpha").pid, alphaPid);
+      assert.ok(byName(s, "crash").restarts >= crashRestarts, "crash kept its history");
+      assert.deepEqual(await waitNoProcesses("sleep\x007302"), [], "beta's agent is gone");
+      assert.deepEqual(await waitNoProcesses("sleep\x007301"), [], "alpha's old agent is gone");
+      assert.equal(s.denials_last_hour.count, null, "audit_log removed from the config");
+
+      // A changed policy file under an unchanged entry: reported, nothing restarted.
+      const gammaPid = byName(s, "gamma").pid;
+      let previous = s.last_reload!.at;
+      await Deno.writeTextFile(`${dir}/policy.yaml`, "\n# edited\n", { append: true });
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the second reload");
+      assert.ok(s.last_reload!.changes.includes(`agent gamma: ${POLICY_NOT_APPLIED}`));
+      assert.equal(byName(s, "gamma").pid, gammaPid);
+
+      // An invalid configuration is refused; the agents keep running.
+      previous = s.last_reload!.at;
+      await Deno.writeTextFile(cfg, "version: 1\nagents: [oops\n");
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the refused reload");
+      assert.equal(s.last_reload!.ok, false);
+      assert.match(s.last_reload!.error!, /clawcage\.yaml:\d+:\d+: invalid YAML/);
+      assert.equal(byName(s, "gamma").pid, gammaPid);
+      assert.equal(byName(s, "gamma").state, "running");
+
+      // SIGTERM: everything stops, nothing is left, the socket is removed.
+      assert.ok(processesMentioning("sleep\x007304").length > 0, "gamma's agent runs");
+      svc.child.kill("SIGTERM");
+      const st = await svc.exit();
+      assert.equal(st.code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+      await assert.rejects(Deno.stat(socket), Deno.errors.NotFound);
+      assert.match(svc.output, /clawcage service: stopped/);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "service: SIGKILL of the service leaves no orphans (parent-death signal)",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const cfg = `${dir}/clawcage.yaml`;
+    await Deno.writeTextFile(cfg, config(dir, agent("one", `["sleep", "7311"]`)));
+    const svc = new ServiceProcess(cfg);
+    try {
+      await waitFor(
+        `${dir}/run/status.sock`,
+        (s) => s.agents[0].state === "running",
+        "the agent",
+        60_000,
+        svc,
+      );
+      // Wait for the agent itself (inside its sandbox), not only its `clawcage run`.
+      const deadline = Date.now() + 30_000;
+      while (!processesMentioning("sleep\x007311").length && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(processesMentioning("sleep\x007311").length > 0, svc.output);
+      svc.child.kill("SIGKILL");
+      await svc.exit();
+      const left = await waitNoProcesses(dir, 10_000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "service: router with a cloud key from a systemd credential, SIGHUP reloads its privacy section; agent user",
+  ignore: skip !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    const up = openaiUpstream("cloud");
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.mkdir(`${dir}/creds`);
+    await Deno.writeTextFile(`${dir}/creds/cloud-key`, `${CLOUD_KEY}\n`);
+    await Deno.copyFile(POLICY, `${dir}/policy.yaml`);
+    const routerPolicy = (model: string) =>
+      `version: 1
+privacy:
+  backends:
+    up: { type: openai, base_url: "${up.url}/v1", api_key_env: SVC_CLOUD_KEY, model: ${model} }
+  cloud: up
+  pseudonymise: [EMAIL_ADDRESS]
+`;
+    await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m1"));
+    const port = closedPort();
+    const cfg = `${dir}/clawcage.yaml`;
+    await Deno.writeTextFile(
+      cfg,
+      config(
+        dir,
+        agent("who", `["sh", "-c", "echo uid=$(id -u); exec sleep 7321"]`, "    user: daemon\n"),
+        `router:\n  policy: router.yaml\n  listen: 127.0.0.1:${port}\n  credentials: {SVC_CLOUD_KEY: cloud-key}\n`,
+      ),
+    );
+    const svc = new ServiceProcess(cfg, { CREDENTIALS_DIRECTORY: `${dir}/creds` });
+    const socket = `${dir}/run/status.sock`;
+    const ask = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] }),
+      });
+      await res.body?.cancel();
+      return res.status;
+    };
+    try {
+      let s = await waitFor(
+        socket,
+        (s) => s.router?.state === "running" && s.agents[0].state === "running",
+        "router and agent",
+        60_000,
+        svc,
+      );
+      assert.deepEqual(s.router!.backends, [
+        { name: "up", type: "openai", role: "cloud", base_url: `${up.url}/v1`, model: "m1" },
+      ]);
+      // The router answers once it listens.
+      const deadline = Date.now() + 30_000;
+      let code = 0;
+      while (Date.now() < deadline) {
+        code = await ask().catch(() => 0);
+        if (code) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(code, 200, svc.output);
+      assert.equal(up.received.at(-1)!.headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
+      assert.equal((up.received.at(-1)!.json as { model: string }).model, "m1");
+      assert.match(svc.output, /\[who\] uid=1\n/);
+
+      await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m2"));
+      svc.child.kill("SIGHUP");
+      s = await waitFor(socket, (s) => s.last_reload !== null, "the reload", 30_000, svc);
+      assert.deepEqual(s.last_reload!.changes, [
+        "router: policy changed, privacy section reloaded (SIGHUP)",
+      ]);
+      assert.equal(s.router!.backends[0].model, "m2");
+      const reloadDeadline = Date.now() + 10_000;
+      while (Date.now() < reloadDeadline) {
+        assert.equal(await ask(), 200);
+        if ((up.received.at(-1)!.json as { model: string }).model === "m2") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal((up.received.at(-1)!.json as { model: string }).model, "m2", svc.output);
+      assert.equal(s.router!.pid, (await waitFor(socket, () => true, "status")).router!.pid);
+
+      svc.child.kill("SIGTERM");
+      assert.equal((await svc.exit()).code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await up.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("service: a process left holding a child's output does not hide the child's exit", async () => {
+  // A clawcage run child cannot normally leave one (the stage reaps and kills leftovers), but
+  // the supervisor must not depend on it: a plain command here.
+  const child = new Child(
+    {
+      name: "bg",
+      argv: ["sh", "-c", "sleep 7331 & echo started-bg; exit 3"],
+      env: { PATH: "/usr/bin:/bin" },
+      restart: "never",
+    },
+    { initial_delay_ms: 100, max_delay_ms: 100, healthy_after_ms: 1000, stop_timeout_ms: 1000 },
+    () => {},
+  );
+  try {
+    child.start();
+    const deadline = Date.now() + 10_000;
+    while (child.status().state === "running" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(child.status().state, "exited");
+    assert.equal(child.status().last_exit?.code, 3);
+    assert.ok(processesMentioning("sleep\x007331").length > 0, "the leftover still holds the pipe");
+  } finally {
+    await child.stop();
+    for (const pid of processesMentioning("sleep\x007331")) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+});
