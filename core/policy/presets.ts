@@ -53,10 +53,14 @@ export async function loadPreset(name: string): Promise<Policy> {
   return parsePolicy(await presetText(name), `presets/${name}.yaml`);
 }
 
-/** The first comment line of a preset: "Preset npm: download packages ..." without the prefix. */
+/** The first comment paragraph of a preset, without the "Preset NAME:" prefix. */
 export function presetDescription(text: string): string {
-  const first = text.split("\n").find((l) => l.startsWith("#")) ?? "";
-  return first.replace(/^#\s*/, "").replace(/^Preset [^:]+:\s*/, "");
+  const lines: string[] = [];
+  for (const l of text.split("\n")) {
+    if (!l.startsWith("#")) break;
+    lines.push(l.replace(/^#\s*/, ""));
+  }
+  return lines.join(" ").replace(/^Preset [^:]+:\s*/, "");
 }
 
 const presetList = z.array(z.enum(PRESET_NAMES));
