@@ -77,7 +77,10 @@ export const ACCESS_METHODS: Record<string, Record<string, string[] | null>> = {
 export const MAX_PATH_LENGTH = 8192;
 
 export function normalizeHost(host: string): string {
-  return host.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  let h = host;
+  if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h.toLowerCase();
 }
 
 function compileMatcher(m: RequestMatcher, rule: string): CompiledMatcher {
