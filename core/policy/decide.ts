@@ -179,8 +179,17 @@ export function compilePolicy(policy: { network_policies?: NetworkPolicies }): C
   return { endpoints, byHost, bySuffix, patterns };
 }
 
+/** An absolute path without empty, `.` or `..` components, as the kernel reports executables. */
+function isCanonicalPath(p: string): boolean {
+  if (!p.startsWith("/") || p.length > MAX_PATH_LENGTH) return false;
+  for (const part of p.slice(1).split("/")) {
+    if (part === "" || part === "." || part === "..") return false;
+  }
+  return true;
+}
+
 function binaryMatches(binaries: CompiledBinary[], binary: string): boolean {
-  if (binary === "") return false;
+  if (!isCanonicalPath(binary)) return false;
   for (const b of binaries) {
     if (b.exact !== undefined ? b.exact === binary : b.re!.test(binary)) return true;
   }
@@ -319,7 +328,9 @@ export function decide(compiled: CompiledPolicy, req: DecisionRequest): Decision
   if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) {
     return deny(`port ${req.port} is not a TCP port`);
   }
-  if (host === "") return deny("empty host");
+  if (!/^[a-z0-9._:-]{1,253}$/.test(host)) {
+    return deny(`host ${JSON.stringify(req.host)} is not a host name or IP address`);
+  }
   const hostHits = hostCandidates(compiled, host);
   const portHits = hostHits.filter((ep) => ep.ports.has(req.port));
   if (portHits.length === 0) {
@@ -338,7 +349,11 @@ export function decide(compiled: CompiledPolicy, req: DecisionRequest): Decision
   const hits = portHits.filter((ep) => binaryMatches(ep.binaries, req.binary));
   if (hits.length === 0) {
     const ep = portHits[0];
-    const who = req.binary === "" ? "an unidentified program" : req.binary;
+    const who = req.binary === ""
+      ? "an unidentified program"
+      : isCanonicalPath(req.binary)
+      ? req.binary
+      : `${JSON.stringify(req.binary)} (not a canonical absolute path)`;
     const allowed = ep.binaries.map((b) => b.text).join(", ") || "no binaries";
     return deny(
       `${who} may not connect to ${target} (entry ${ep.entry} allows: ${allowed})`,

@@ -232,3 +232,29 @@ Deno.test("decide: bad ports and hosts are denied", () => {
   assert.equal(decide(rules, req("api.example.com", 70000)).verdict, "deny");
   assert.equal(decide(rules, req("", 443)).verdict, "deny");
 });
+
+Deno.test("decide: hosts that are not host names are denied, even under wildcards", () => {
+  for (
+    const host of [
+      "evil/x.cdn.example.com",
+      "a b.cdn.example.com",
+      "x.cdn.example.com\0",
+      "@.cdn.example.com",
+    ]
+  ) {
+    const d = decide(rules, req(host, 443));
+    assert.equal(d.verdict, "deny", host);
+    assert.match(d.reason, /is not a host name or IP address/);
+  }
+  assert.equal(decide(ws, req("a/b", 8080)).verdict, "deny", "hostless endpoints too");
+});
+
+Deno.test("decide: binary paths must be canonical to match (no ../ through a glob)", () => {
+  const java = (binary: string) => decide(rules, req("api.example.com", 443, { binary })).verdict;
+  assert.equal(java("/usr/lib/jvm/j21/bin/java"), "allow");
+  assert.equal(java("/usr/lib/jvm/../../../tmp/bin/java"), "deny");
+  assert.equal(java("/usr/lib/jvm//bin/java"), "deny");
+  assert.equal(java("/usr/lib/jvm/./bin/java"), "deny");
+  assert.equal(java("usr/bin/curl"), "deny");
+  assert.equal(java("/usr/bin/curl/"), "deny");
+});
