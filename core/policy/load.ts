@@ -172,6 +172,23 @@ function positionOf(text: string, offset: number): { line: number; column: numbe
   return { line, column: offset - start + 1 };
 }
 
+/**
+ * Line and column of the node at `path` in a policy text that parsePolicy accepted (for
+ * warnings about a valid policy); the closest existing parent when the key is absent.
+ */
+export function locate(text: string, path: (string | number)[]): { line: number; column: number } {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter });
+  for (let n = path.length; n >= 0; n--) {
+    const node = lookup(doc.contents, path.slice(0, n)) as Node | undefined;
+    if (node?.range) {
+      const pos = lineCounter.linePos(node.range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return { line: 1, column: 1 };
+}
+
 function firstLine(s: string): string {
   return s.split("\n")[0];
 }

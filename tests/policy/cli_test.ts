@@ -217,3 +217,25 @@ Deno.test("policy presets: list, --add, --tier, unknown names", async () => {
   assert.match(bad.stderr, /unknown preset nmp/);
   await Deno.remove(merged);
 });
+
+Deno.test("policy check: warnings point at what probably does not mean what it says", async () => {
+  const p = await tempPolicy(`version: 1
+network_policies:
+  audit_by_default:
+    endpoints:
+      - {host: a.example.com, port: 443, protocol: rest, access: read-only}
+    binaries: [{path: /usr/bin/curl}]
+  nobody:
+    endpoints:
+      - {host: b.example.com, port: 443}
+`);
+  const r = await cli(["policy", "check", p]);
+  assert.equal(r.code, 0, "warnings do not fail the check");
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 2, r.stderr);
+  assert.match(lines[0], new RegExp(`^${p}:5:9: warning: .*enforcement defaults to audit`));
+  assert.match(lines[1], new RegExp(`^${p}:8:5: warning: .*entry nobody lists no binaries`));
+  const json = JSON.parse((await cli(["policy", "check", "--json", p])).stdout);
+  assert.equal(json.files[0].warnings.length, 2);
+  await Deno.remove(p);
+});
