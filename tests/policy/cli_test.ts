@@ -239,3 +239,24 @@ network_policies:
   assert.equal(json.files[0].warnings.length, 2);
   await Deno.remove(p);
 });
+
+Deno.test("policy presets: --tier onto your own --base keeps your entries and refuses clashes", async () => {
+  const base = await tempPolicy(`# my agent
+version: 1
+network_policies:
+  internal:
+    endpoints:
+      - {host: git.corp.example.com, port: 443, protocol: rest, enforcement: enforce, access: read-only}
+    binaries: [{path: /usr/bin/git}]
+`);
+  const r = await cli(["policy", "presets", "--tier", "balanced", "--base", base]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^# my agent/);
+  for (const name of ["internal:", "npm:", "anthropic:"]) assert.ok(r.stdout.includes(name), name);
+  const clash = await tempPolicy("version: 1\nnetwork_policies:\n  npm:\n    endpoints: []\n");
+  const c = await cli(["policy", "presets", "--add", "npm", "--base", clash]);
+  assert.equal(c.code, 1);
+  assert.match(c.stderr, /entry "npm" is also defined by/);
+  await Deno.remove(base);
+  await Deno.remove(clash);
+});
