@@ -29,7 +29,7 @@ const USAGE = `Usage:
   clawcage policy check FILE... [--json]
       validate policies; every mistake as FILE:LINE:COLUMN: message (exit 1 if any);
       warnings (the policy loads, but probably does not mean what it says) do not fail
-  clawcage policy explain FILE --binary PATH --host HOST --port PORT
+  clawcage policy explain FILE --binary PATH [--parent PATH]... --host HOST --port PORT
                           [--method M --path P [--query Q]] [--json]
       the decision for one connection (or request, with --method and --path), the entry and
       rule that decided, or for a denial the nearest rule and why it did not match
@@ -121,7 +121,7 @@ async function check(args: string[]): Promise<number> {
 }
 
 async function explainCommand(args: string[]): Promise<number> {
-  const p = parse(args, ["binary", "host", "port", "method", "path", "query"]);
+  const p = parse(args, ["binary", "parent", "host", "port", "method", "path", "query"]);
   if (p.positional.length !== 1) fail("policy explain: give exactly one policy FILE");
   const port = Number(one(p, "port", true));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -134,6 +134,7 @@ async function explainCommand(args: string[]): Promise<number> {
   }
   const req: DecisionRequest = {
     binary: one(p, "binary", true)!,
+    ...(p.flags.has("parent") ? { ancestors: p.flags.get("parent") } : {}),
     host: one(p, "host", true)!,
     port,
     ...(method !== undefined ? { method: method.toUpperCase(), path } : {}),

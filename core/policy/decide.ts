@@ -346,7 +346,10 @@ export function decide(compiled: CompiledPolicy, req: DecisionRequest): Decision
     }
     return deny(`no network_policies entry allows ${target}`);
   }
-  const hits = portHits.filter((ep) => binaryMatches(ep.binaries, req.binary));
+  const hits = portHits.filter((ep) =>
+    binaryMatches(ep.binaries, req.binary) ||
+    (req.ancestors !== undefined && req.ancestors.some((a) => binaryMatches(ep.binaries, a)))
+  );
   if (hits.length === 0) {
     const ep = portHits[0];
     const who = req.binary === ""
@@ -354,9 +357,10 @@ export function decide(compiled: CompiledPolicy, req: DecisionRequest): Decision
       : isCanonicalPath(req.binary)
       ? req.binary
       : `${JSON.stringify(req.binary)} (not a canonical absolute path)`;
+    const parents = req.ancestors?.length ? ` (nor its parents ${req.ancestors.join(", ")})` : "";
     const allowed = ep.binaries.map((b) => b.text).join(", ") || "no binaries";
     return deny(
-      `${who} may not connect to ${target} (entry ${ep.entry} allows: ${allowed})`,
+      `${who}${parents} may not connect to ${target} (entry ${ep.entry} allows: ${allowed})`,
       ep.entry,
       "binaries",
     );

@@ -258,3 +258,14 @@ Deno.test("decide: binary paths must be canonical to match (no ../ through a glo
   assert.equal(java("usr/bin/curl"), "deny");
   assert.equal(java("/usr/bin/curl/"), "deny");
 });
+
+Deno.test("decide: a binary is also allowed through a listed parent process (OpenShell)", () => {
+  const viaNode = { binary: "/usr/bin/curl", ancestors: ["/usr/bin/bash", "/usr/bin/node"] };
+  const conn = decide(ws, req("realtime.example.com", 443, viaNode));
+  assert.equal(conn.verdict, "allow");
+  const noParent = decide(ws, req("realtime.example.com", 443, { ancestors: ["/usr/bin/bash"] }));
+  assert.equal(noParent.verdict, "deny");
+  assert.match(noParent.reason, /\/usr\/bin\/curl \(nor its parents \/usr\/bin\/bash\) may not/);
+  const bad = { binary: "/usr/bin/curl", ancestors: ["/usr/bin/../bin/node"] };
+  assert.equal(decide(ws, req("realtime.example.com", 443, bad)).verdict, "deny");
+});
