@@ -18,7 +18,8 @@ export const absolutePath = z.string().superRefine((p, ctx) => {
 });
 
 export const filesystemPolicy = z.strictObject({
-  include_workdir: z.boolean().default(true),
+  /** As in OpenShell: true when the section is absent, false when it is present without it. */
+  include_workdir: z.boolean().default(false),
   read_only: z.array(absolutePath).default([]),
   read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
     message: "read_write must not include / (the whole filesystem)",

@@ -303,3 +303,9 @@ network_policies:
     "p.yaml",
   );
 });
+
+Deno.test("schema: include_workdir defaults as in OpenShell (true only without the section)", () => {
+  assert.equal(parsePolicy("version: 1\n", "p.yaml").filesystem_policy.include_workdir, true);
+  const present = parsePolicy("version: 1\nfilesystem_policy:\n  read_only: [/usr]\n", "p.yaml");
+  assert.equal(present.filesystem_policy.include_workdir, false);
+});
