@@ -12,6 +12,8 @@ export const absolutePath = z.string().superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
   } else if (p.split("/").includes("..")) {
     ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
+  } else if (p.length > 4096) {
+    ctx.addIssue({ code: "custom", message: "path is longer than 4096 characters" });
   } else if (p.includes("\0")) {
     ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
   }
@@ -24,6 +26,8 @@ export const filesystemPolicy = z.strictObject({
   read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
     message: "read_write must not include / (the whole filesystem)",
   })).default([]),
+}).refine((f) => f.read_only.length + f.read_write.length <= 256, {
+  message: "filesystem_policy lists more than 256 paths (OpenShell's limit)",
 });
 
 export const landlockPolicy = z.strictObject({

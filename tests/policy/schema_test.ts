@@ -309,3 +309,11 @@ Deno.test("schema: include_workdir defaults as in OpenShell (true only without t
   const present = parsePolicy("version: 1\nfilesystem_policy:\n  read_only: [/usr]\n", "p.yaml");
   assert.equal(present.filesystem_policy.include_workdir, false);
 });
+
+Deno.test("schema: OpenShell's filesystem limits: 4096-character paths, 256 paths", () => {
+  const long = problems(`version: 1\nfilesystem_policy:\n  read_only: [/${"a".repeat(4100)}]\n`);
+  assert.match(long[0], /^p\.yaml:3:15: .*longer than 4096/);
+  const many = Array.from({ length: 257 }, (_, i) => `/p${i}`).join(", ");
+  const tooMany = problems(`version: 1\nfilesystem_policy:\n  read_only: [${many}]\n`);
+  assert.match(tooMany[0], /^p\.yaml:3:3: filesystem_policy: .*more than 256 paths/);
+});
