@@ -260,3 +260,30 @@ network_policies:
   await Deno.remove(base);
   await Deno.remove(clash);
 });
+
+Deno.test("policy check: warns when a deny rule /x/** leaves /x itself allowed", async () => {
+  const p = await tempPolicy(`version: 1
+network_policies:
+  api:
+    endpoints:
+      - host: a.example.com
+        port: 443
+        protocol: rest
+        enforcement: enforce
+        access: full
+        deny_rules:
+          - {method: "*", path: "/admin/**"}
+          - {method: "*", path: "/secret/**"}
+          - {method: "*", path: "/secret"}
+    binaries: [{path: /usr/bin/curl}]
+`);
+  const r = await cli(["policy", "check", p]);
+  assert.equal(r.code, 0);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(
+    lines[0],
+    /:11:33: warning: .*deny rule \/admin\/\*\* does not cover \/admin itself/,
+  );
+  await Deno.remove(p);
+});

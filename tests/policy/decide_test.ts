@@ -108,6 +108,8 @@ Deno.test("decide: request paths are canonicalised before matching (no bypass)",
   const get = (path: string) =>
     decide(rules, req("api.example.com", 443, { method: "GET", path })).verdict;
   assert.equal(get("/repos/a/../private/x"), "deny");
+  assert.equal(get("/repos/private"), "deny", "the bare path has its own deny rule");
+  assert.equal(get("/repos/private/"), "deny");
   assert.equal(get("/repos/%70rivate/x"), "deny");
   assert.equal(get("/repos//private/x"), "deny");
   assert.equal(get("/repos/./private/x"), "deny");
