@@ -309,8 +309,14 @@ function requestMatches(
   query: Map<string, string[]>,
   kind: "allow" | "deny",
 ): boolean {
-  return methodMatches(m, method) && (m.path === null || m.path.test(path)) &&
-    (kind === "allow" ? allowQueryMatches(m, query) : denyQueryMatches(m, query));
+  if (!methodMatches(m, method)) return false;
+  if (kind === "allow") {
+    return (m.path === null || m.path.test(path)) && allowQueryMatches(m, query);
+  }
+  // A deny rule for /x also denies /x/ (servers commonly serve both alike).
+  const pathHit = m.path === null || m.path.test(path) ||
+    (path.length > 1 && path.endsWith("/") && m.path.test(path.slice(0, -1)));
+  return pathHit && denyQueryMatches(m, query);
 }
 
 function describeAllowed(ep: CompiledEndpoint): string {
