@@ -17,6 +17,7 @@ Commands:
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
   router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
   service [--config FILE] / status     run the configured agents as a service; ask it how they are
+  policy check|explain|diff|presets    validate, explain, compare policies; presets (policy --help)
   version [--json]                     print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   router: async () => (await import("./core/cli/router.ts")).routerCommand,
   service: async () => (await import("./core/cli/service.ts")).serviceCommand,
   status: async () => (await import("./core/cli/status.ts")).statusCommand,
+  policy: async () => (await import("./core/cli/policy.ts")).policyCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   __print: async () => (await import("./core/cli/assets.ts")).printAssetCommand,
   version: () =>

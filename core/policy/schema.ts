@@ -2,7 +2,9 @@
 // Static sections: filesystem_policy, landlock, process.
 
 import { z } from "zod";
+import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
+import { seccompSection } from "./seccomp_section.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -10,17 +12,22 @@ export const absolutePath = z.string().superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
   } else if (p.split("/").includes("..")) {
     ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
+  } else if (p.length > 4096) {
+    ctx.addIssue({ code: "custom", message: "path is longer than 4096 characters" });
   } else if (p.includes("\0")) {
     ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
   }
 });
 
 export const filesystemPolicy = z.strictObject({
-  include_workdir: z.boolean().default(true),
+  /** As in OpenShell: true when the section is absent, false when it is present without it. */
+  include_workdir: z.boolean().default(false),
   read_only: z.array(absolutePath).default([]),
   read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
     message: "read_write must not include / (the whole filesystem)",
   })).default([]),
+}).refine((f) => f.read_only.length + f.read_write.length <= 256, {
+  message: "filesystem_policy lists more than 256 paths (OpenShell's limit)",
 });
 
 export const landlockPolicy = z.strictObject({
@@ -44,7 +51,17 @@ export const policySchema = z.strictObject({
   }),
   landlock: landlockPolicy.default({ compatibility: "best_effort" }),
   process: processPolicy.default({}),
+  network_policies: networkPolicies.default({}),
+  network_middlewares: z.unknown().superRefine((v, ctx) => {
+    if (v !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "network_middlewares is not supported yet by clawcage",
+      });
+    }
+  }).optional(),
   privacy: privacyPolicy.optional(),
+  seccomp: seccompSection.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;
