@@ -148,6 +148,7 @@ export class AuditSocket {
       if (type === NLMSG_ERROR) {
         const err = -v.getInt32(off + 16, true);
         if (err !== 0) throw new NetlinkError("audit netlink request", err);
+        out.push({ type, data: buf.slice(off + 16, off + len) }); // an acknowledgement
       } else {
         out.push({ type, data: buf.slice(off + 16, off + len) });
       }
@@ -188,8 +189,7 @@ export class AuditSocket {
     for (let i = 0; i < 100; i++) {
       await pause(10);
       const msgs = this.receive(); // a negative ack throws here
-      if (msgs.length === 0) continue;
-      return;
+      if (msgs.some((m) => m.type === NLMSG_ERROR)) return;
     }
   }
 

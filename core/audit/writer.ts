@@ -46,6 +46,10 @@ export interface AuditLogOptions {
   maxAgeMs?: number;
   /** Called once when the log fails. */
   onFailure?: (error: AuditFailedError) => void;
+  /** Called with each line record() queued (not seals or segment headers): for export. */
+  onRecord?: (line: string, seq: number) => void;
+  /** Wall clock for record times (ms since the epoch); default Date.now. Tests inject jumps. */
+  clock?: () => number;
 }
 
 /** The log cannot record any more: callers must stop the actions they would have recorded. */
@@ -55,8 +59,8 @@ export class AuditFailedError extends Error {}
 export class AuditOpenError extends Error {}
 
 type ResolvedOptions =
-  & Required<Omit<AuditLogOptions, "onFailure">>
-  & Pick<AuditLogOptions, "onFailure">;
+  & Required<Omit<AuditLogOptions, "onFailure" | "onRecord">>
+  & Pick<AuditLogOptions, "onFailure" | "onRecord">;
 
 type Control =
   | { rotate: SegmentRef }
@@ -88,7 +92,9 @@ export class AuditLog {
   #sinceSeal = 0;
   #segment: SegmentRef;
   #segmentBytes = 0;
-  #segmentOpened = Date.now();
+  /** Monotonic (performance.now): a wall-clock jump neither rotates early nor late. */
+  #segmentOpened = performance.now();
+  #lastLine = "";
   #segments: SegmentRef[];
 
   readonly dir: string;
@@ -157,6 +163,7 @@ export class AuditLog {
       rotateMs: 24 * 3600_000,
       maxFiles: 0,
       maxAgeMs: 0,
+      clock: Date.now,
       ...options,
     };
     const abs = resolve(dir);
@@ -223,6 +230,11 @@ export class AuditLog {
     const seq = this.#append(event);
     if (this.#sinceSeal >= this.#opt.sealEveryRecords) this.#seal();
     this.#schedule();
+    if (this.#opt.onRecord) {
+      try {
+        this.#opt.onRecord(this.#lastLine, seq);
+      } catch { /* export trouble never affects the local log */ }
+    }
     return seq;
   }
 
@@ -258,7 +270,8 @@ export class AuditLog {
 
   #append(event: AnyEvent): number {
     const seq = ++this.#seq;
-    const line = recordLine({ seq, time: new Date().toISOString(), prev: this.#head, event });
+    const line = recordLine({ seq, time: this.#time(), prev: this.#head, event });
+    this.#lastLine = line;
     this.#head = lineHash(line);
     this.#queue.push(line);
     this.#segmentBytes += line.length + 1;
@@ -266,9 +279,14 @@ export class AuditLog {
     return seq;
   }
 
+  #time(): string {
+    const t = this.#opt.clock();
+    return new Date(Number.isFinite(t) ? t : Date.now()).toISOString();
+  }
+
   #seal(): void {
     const seq = this.#seq + 1;
-    const time = new Date().toISOString();
+    const time = this.#time();
     const rec: AuditRecord = {
       seq,
       time,
@@ -293,7 +311,7 @@ export class AuditLog {
 
   #maybeRotate(): void {
     const big = this.#segmentBytes >= this.#opt.rotateBytes;
-    const old = Date.now() - this.#segmentOpened >= this.#opt.rotateMs;
+    const old = performance.now() - this.#segmentOpened >= this.#opt.rotateMs;
     if (!big && !old) return;
     this.#seal();
     const previous = this.#segment;
@@ -301,7 +319,7 @@ export class AuditLog {
     this.#segments.push(ref);
     this.#segment = ref;
     this.#segmentBytes = 0;
-    this.#segmentOpened = Date.now();
+    this.#segmentOpened = performance.now();
     this.#queue.push({ rotate: ref });
     const headerSeq = this.#seq + 1;
     const headerPrev = this.#head;
@@ -324,7 +342,7 @@ export class AuditLog {
     if (maxFiles <= 0 && maxAgeMs <= 0) return;
     const segs = this.#segments;
     let drop = 0;
-    const now = Date.now();
+    const now = this.#opt.clock();
     while (drop < segs.length - 1) {
       const tooMany = maxFiles > 0 && segs.length - drop > maxFiles;
       let tooOld = false;
@@ -440,7 +458,7 @@ export class AuditLog {
   async #sync(): Promise<void> {
     if (!this.#unsynced || !this.#file || this.#opt.fsync === "none") return;
     this.#unsynced = false;
-    this.#lastSync = Date.now();
+    this.#lastSync = performance.now();
     try {
       await this.#file.syncData();
     } catch (e) {
@@ -451,7 +469,7 @@ export class AuditLog {
   #syncPerPolicy(): void {
     const p = this.#opt.fsync;
     if (p === "none" || p === "always" || !this.#unsynced) return;
-    const due = this.#lastSync + p.intervalMs - Date.now();
+    const due = this.#lastSync + p.intervalMs - performance.now();
     if (due <= 0) {
       this.#sync();
     } else if (this.#syncTimer === null) {

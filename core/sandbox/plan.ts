@@ -26,6 +26,10 @@ export interface StagePlan {
   pdeathsigHelper: string | null;
   /** Forward SIGINT/SIGQUIT to the agent (when no terminal delivers them itself). */
   forwardInterrupts: boolean;
+  /** Directories replaced by an empty read-only tmpfs (mode 000): the audit log and key. */
+  hiddenDirs?: string[];
+  /** Set by the supervisor: where the stage reports the agent's pid and exit status. */
+  statusFile?: string;
 }
 
 export class PlanError extends Error {}
