@@ -22,6 +22,13 @@ export interface ExportTarget {
 /** The target refused the batch for good (e.g. HTTP 400): retrying would not help. */
 export class PermanentExportError extends Error {}
 
+/** The first `delivered` records of the batch got through, then sending failed. */
+export class PartialExportError extends Error {
+  constructor(readonly delivered: number, cause: unknown) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
 export interface ExporterOptions {
   /** Records a notice in the local log (dropped records, failing, recovered). */
   onNotice: (notice: AuditNotice) => void;
@@ -215,6 +222,11 @@ export class Exporter {
         q.lastError = null;
       } catch (e) {
         const msg = (e as Error)?.message ?? String(e);
+        if (e instanceof PartialExportError && e.delivered > 0) {
+          q.sent += e.delivered;
+          const end = start + e.delivered;
+          if (end > q.first) q.shift(end - q.first);
+        }
         q.failures++;
         q.lastError = msg;
         if (e instanceof PermanentExportError) {

@@ -5,7 +5,7 @@ import dgram from "node:dgram";
 import { UnixDatagram } from "../../../ffi/unix_dgram.ts";
 import { SYSLOG_FACILITIES, type SyslogExportPolicy } from "../../policy/audit_section.ts";
 import type { AuditRecord } from "../events.ts";
-import type { ExportTarget } from "./exporter.ts";
+import { type ExportTarget, PartialExportError } from "./exporter.ts";
 
 const SEVERITY = { warning: 4, notice: 5, info: 6 } as const;
 
@@ -91,13 +91,37 @@ interface Transport {
 
 const encoder = new TextEncoder();
 
+/** Sends messages one by one; a failure reports how many went through (never resent). */
+async function each(messages: string[], send: (m: string) => Promise<void>): Promise<void> {
+  for (let i = 0; i < messages.length; i++) {
+    try {
+      await send(messages[i]);
+    } catch (e) {
+      throw new PartialExportError(i, e);
+    }
+  }
+}
+
+const EAGAIN = 11;
+
 class UnixTransport implements Transport {
   #socket: UnixDatagram | null = null;
   constructor(readonly path: string) {}
   send(messages: string[]): Promise<void> {
-    this.#socket ??= UnixDatagram.client();
-    for (const m of messages) this.#socket.sendTo(this.path, encoder.encode(m));
-    return Promise.resolve();
+    const socket = this.#socket ??= UnixDatagram.client();
+    return each(messages, async (m) => {
+      const bytes = encoder.encode(m);
+      // A full receive queue (EAGAIN) is normal under bursts: wait for the reader, a little.
+      for (let wait = 1;; wait *= 2) {
+        try {
+          socket.sendTo(this.path, bytes);
+          return;
+        } catch (e) {
+          if ((e as { errno?: number }).errno !== EAGAIN || wait > 256) throw e;
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    });
   }
   close(): void {
     this.#socket?.close();
@@ -114,11 +138,18 @@ class UdpTransport implements Transport {
       this.#socket.unref();
     }
     const socket = this.#socket;
-    for (const m of messages) {
-      await new Promise<void>((resolve, reject) =>
-        socket.send(encoder.encode(m), this.to.port, this.to.host, (e) => e ? reject(e) : resolve())
-      );
-    }
+    await each(
+      messages,
+      (m) =>
+        new Promise<void>((resolve, reject) =>
+          socket.send(
+            encoder.encode(m),
+            this.to.port,
+            this.to.host,
+            (e) => e ? reject(e) : resolve(),
+          )
+        ),
+    );
   }
   close(): void {
     this.#socket?.close();
