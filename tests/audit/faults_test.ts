@@ -18,8 +18,8 @@ import { cleanup, httpEvent, tempLog } from "./helpers.ts";
 const run = (args: string[]) => new Deno.Command(args[0], { args: args.slice(1) }).outputSync();
 
 /** Mounts a tmpfs of `size` at a new temp dir; null (with the reason logged) when not root. */
-function smallTmpfs(size: string): string {
-  const dir = Deno.makeTempDirSync({ prefix: "clawcage-audit-tmpfs-" });
+function smallTmpfs(size: string, base?: string): string {
+  const dir = Deno.makeTempDirSync({ prefix: "clawcage-audit-tmpfs-", dir: base });
   const r = run(["mount", "-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir]);
   assert.ok(r.success, new TextDecoder().decode(r.stderr));
   return dir;
@@ -160,9 +160,13 @@ const MARK = "clawcage-denial-loop";
 const denialsAgent = (file: string) =>
   `echo ready; while :; do cat ${file} 2>/dev/null; : ${MARK}; done`;
 
-async function startRun(policy: string, file: string): Promise<Deno.ChildProcess> {
+async function startRun(
+  policy: string,
+  file: string,
+  extra: string[] = [],
+): Promise<Deno.ChildProcess> {
   const argv = selfCommand(
-    ["run", "-q", "-p", policy, "-w", "/tmp", "--", "/bin/sh", "-c", denialsAgent(file)],
+    ["run", "-q", "-p", policy, "-w", "/tmp", ...extra, "--", "/bin/sh", "-c", denialsAgent(file)],
   );
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
@@ -181,40 +185,48 @@ function agentAlive(): boolean {
   return run(["pgrep", "-f", MARK]).success;
 }
 
-Deno.test({
-  name: "audit faults: the disk fills during a run: the supervisor stops the sandbox and says why" +
-    (noDenials ? ` (ignored: ${noDenials})` : ""),
-  ignore: noDenials !== null,
-  async fn() {
-    const fs = smallTmpfs("256k");
-    const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-fault-" });
-    const denied = deniedFile();
-    try {
-      const log = join(fs, "log");
-      const child = await startRun(policyFor(root, log, join(root, "key")), denied.file);
-      // Denials are being recorded; now the disk fills up.
-      await new Promise((r) => setTimeout(r, 300));
-      assert.ok(records(log).some((r) => r.event.class === "file"), "denials are recorded");
-      fill(fs);
-      const started = Date.now();
-      const out = await child.output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 125, stderr);
-      assert.ok(Date.now() - started < 10_000, "stopped promptly");
-      assert.match(
-        stderr,
-        /clawcage: audit trail failed; the sandbox was stopped \(fail closed\): .*No space left on device/,
-      );
-      assert.equal(agentAlive(), false, "the agent was stopped");
-      const v = verifyLog(log, join(root, "key", "audit.key"));
-      if (v.broken) assert.equal(v.broken.kind, "torn", JSON.stringify(v.broken));
-    } finally {
-      unmount(fs);
-      Deno.removeSync(root, { recursive: true });
-      Deno.removeSync(denied.dir, { recursive: true });
-    }
-  },
-});
+for (const mode of ["namespaces", "rootless"]) {
+  Deno.test({
+    name: `audit faults: the disk fills during a run (${mode}): the supervisor stops the sandbox ` +
+      `and says why${noDenials ? ` (ignored: ${noDenials})` : ""}`,
+    ignore: noDenials !== null,
+    async fn() {
+      // Rootless, /tmp is the host's and the policy grants it: the audit directories go elsewhere.
+      const base = mode === "rootless" ? "/var/tmp" : undefined;
+      const fs = smallTmpfs("256k", base);
+      const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-fault-", dir: base });
+      const denied = deniedFile();
+      try {
+        const log = join(fs, "log");
+        const child = await startRun(
+          policyFor(root, log, join(root, "key")),
+          denied.file,
+          mode === "rootless" ? ["--rootless"] : [],
+        );
+        // Denials are being recorded; now the disk fills up.
+        await new Promise((r) => setTimeout(r, 300));
+        assert.ok(records(log).some((r) => r.event.class === "file"), "denials are recorded");
+        fill(fs);
+        const started = Date.now();
+        const out = await child.output();
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 125, stderr);
+        assert.ok(Date.now() - started < 10_000, "stopped promptly");
+        assert.match(
+          stderr,
+          /clawcage: audit trail failed; the sandbox was stopped \(fail closed\): .*No space left on device/,
+        );
+        assert.equal(agentAlive(), false, "the agent was stopped");
+        const v = verifyLog(log, join(root, "key", "audit.key"));
+        if (v.broken) assert.equal(v.broken.kind, "torn", JSON.stringify(v.broken));
+      } finally {
+        unmount(fs);
+        Deno.removeSync(root, { recursive: true });
+        Deno.removeSync(denied.dir, { recursive: true });
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "audit faults: kill -9 of the supervisor while it records: the agent dies, the log " +

@@ -284,3 +284,21 @@ test("a policy that grants a path inside the log directory is refused", async ()
     Deno.removeSync(e.root, { recursive: true });
   }
 });
+
+test("rootless: the same records, with host pids", async () => {
+  const e = setup("", "", "/var/tmp");
+  try {
+    const r = await run(e, "sleep 0.3; exit 3", ["-q", "--rootless"]);
+    assert.equal(r.code, 3, r.stderr);
+    const rs = records(e.log);
+    const [start, end] = processEvents(rs, "agent");
+    assert.ok(start.process.pid! > 1);
+    assert.equal(start.process.ns_pid, undefined, "no PID namespace");
+    assert.equal(end.process.exit_code, 3);
+    const [sb] = processEvents(rs, "sandbox");
+    assert.ok(sb.sandbox_info?.layers.includes("namespaces(off: rootless)"));
+    assert.equal(verifyLog(e.log, join(e.key, "audit.key")).broken, null);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
