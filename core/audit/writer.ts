@@ -46,7 +46,7 @@ export interface AuditLogOptions {
   maxAgeMs?: number;
   /** Called once when the log fails. */
   onFailure?: (error: AuditFailedError) => void;
-  /** Called with each line record() queued (not seals or segment headers): for export. */
+  /** Called with every line queued (events, seals, segment headers): for export. */
   onRecord?: (line: string, seq: number) => void;
   /** Wall clock for record times (ms since the epoch); default Date.now. Tests inject jumps. */
   clock?: () => number;
@@ -94,7 +94,6 @@ export class AuditLog {
   #segmentBytes = 0;
   /** Monotonic (performance.now): a wall-clock jump neither rotates early nor late. */
   #segmentOpened = performance.now();
-  #lastLine = "";
   #segments: SegmentRef[];
 
   readonly dir: string;
@@ -230,11 +229,6 @@ export class AuditLog {
     const seq = this.#append(event);
     if (this.#sinceSeal >= this.#opt.sealEveryRecords) this.#seal();
     this.#schedule();
-    if (this.#opt.onRecord) {
-      try {
-        this.#opt.onRecord(this.#lastLine, seq);
-      } catch { /* export trouble never affects the local log */ }
-    }
     return seq;
   }
 
@@ -271,12 +265,20 @@ export class AuditLog {
   #append(event: AnyEvent): number {
     const seq = ++this.#seq;
     const line = recordLine({ seq, time: this.#time(), prev: this.#head, event });
-    this.#lastLine = line;
+    this.#exported(line, seq);
     this.#head = lineHash(line);
     this.#queue.push(line);
     this.#segmentBytes += line.length + 1;
     this.#sinceSeal++;
     return seq;
+  }
+
+  /** Hands a queued line to the export hook; export trouble never affects the local log. */
+  #exported(line: string, seq: number): void {
+    if (!this.#opt.onRecord) return;
+    try {
+      this.#opt.onRecord(line, seq);
+    } catch { /* ignored */ }
   }
 
   #time(): string {
@@ -301,6 +303,7 @@ export class AuditLog {
       },
     };
     const line = recordLine(rec);
+    this.#exported(line, seq);
     this.#seq = seq;
     this.#head = lineHash(line);
     this.#queue.push(line);

@@ -44,6 +44,17 @@ async function until(cond: () => boolean, ms = 10_000, what = "condition"): Prom
 const RFC5424 =
   /^<(\d+)>1 (\d{4}-\d\d-\d\dT[\d:.]+Z) (\S+) clawcage (\d+) (\S+) \[clawcage seq="(\d+)"\] (\{.*\})$/;
 
+/**
+ * The exported lines are exactly the local log's lines, in order, each once, except records
+ * written after export stopped at close (the final seal).
+ */
+function assertSameRecords(exported: string[], local: AuditRecord[]): void {
+  const seqs = exported.map((l) => JSON.parse(l).seq as number);
+  assert.deepEqual(seqs, local.slice(0, seqs.length).map((r) => r.seq), "in order, once");
+  assert.ok(seqs.length >= local.length - 1, `${seqs.length} of ${local.length} exported`);
+  for (const l of exported) assert.equal(JSON.stringify(JSON.parse(l)), l, "whole lines");
+}
+
 function localRecords(t: TempLog): AuditRecord[] {
   return [...readRecords(t.dir)].map((r) => r.record);
 }
@@ -91,13 +102,15 @@ Deno.test("audit export: syslog over UDP to a loopback collector, every record i
       assert.ok(s.record(httpEvent(i)));
       if (i % 10 === 9) await new Promise((r) => setTimeout(r, 5));
     }
-    await until(() => got.length >= 300, 10_000, "300 syslog datagrams");
+    const http = () => got.filter((g) => RFC5424.exec(g)![5] === "http.request").length;
+    await until(() => http() >= 300, 10_000, "300 syslog datagrams");
     await s.close();
-    const seqs = got.map((g) => RFC5424.exec(g)!).filter((m) => m[5] === "http.request")
-      .map((m) => Number(m[6]));
-    const local = localRecords(t).filter((r) => r.event.class === "http").map((r) => r.seq);
-    assert.deepEqual(seqs.slice(0, 300), local);
-    const rec = JSON.parse(RFC5424.exec(got[0])![7]);
+    // Every record of the log (segment header and seals too, so a collector can check the
+    // chain), in order, once; only the final seal, written after export stopped, is not sent.
+    assertSameRecords(got.map((g) => RFC5424.exec(g)![7]), localRecords(t));
+    const rec = JSON.parse(
+      got.map((g) => RFC5424.exec(g)!).find((m) => m[5] === "http.request")![7],
+    );
     assert.equal(rec.event.sandbox, "sb-0");
   } finally {
     server.close();
@@ -205,6 +218,15 @@ function otlpReceiver(failFirst = 0, status = 503): OtlpReceiver {
   return r;
 }
 
+/** The record lines the receiver got. */
+function bodies(r: OtlpReceiver): string[] {
+  return logRecords(r).map((x) => (x as { body: { stringValue: string } }).body.stringValue);
+}
+
+function httpBodies(r: OtlpReceiver): string[] {
+  return bodies(r).filter((b) => JSON.parse(b).event.class === "http");
+}
+
 function logRecords(r: OtlpReceiver) {
   return r.bodies.flatMap((b) =>
     b.resourceLogs.flatMap((rl) => rl.scopeLogs.flatMap((s) => s.logRecords))
@@ -221,9 +243,12 @@ Deno.test("audit export: OTLP/HTTP JSON logs to a loopback receiver", async () =
       `    otlp:\n      url: ${recv.url}\n      batch_max: 50\n      headers_env:\n        Authorization: CLAWCAGE_TEST_OTLP_TOKEN\n`,
     );
     for (let i = 0; i < 200; i++) s.record(httpEvent(i));
-    await until(() => logRecords(recv).length >= 200, 10_000, "200 log records");
+    await until(() => httpBodies(recv).length >= 200, 10_000, "200 log records");
     await s.close();
-    const recs = logRecords(recv);
+    assertSameRecords(bodies(recv), localRecords(t));
+    const recs = logRecords(recv).filter((r) =>
+      JSON.parse((r as { body: { stringValue: string } }).body.stringValue).event.class === "http"
+    );
     assert.ok(recv.bodies.every((b) => b.resourceLogs[0].scopeLogs[0].logRecords.length <= 50));
     assert.equal(recv.headers[0].get("authorization"), "Bearer s3cret");
     const first = recs[0] as {
@@ -254,14 +279,10 @@ Deno.test("audit export: a failing receiver is retried with backoff; failure and
   try {
     const s = await openSession(t, `    otlp:\n      url: ${recv.url}\n`);
     for (let i = 0; i < 20; i++) s.record(httpEvent(i));
-    await until(() => logRecords(recv).length >= 20, 10_000, "delivery after retries");
+    await until(() => httpBodies(recv).length >= 20, 10_000, "delivery after retries");
     await s.close();
     assert.equal(recv.requests >= 4, true);
-    const delivered = logRecords(recv).map((r) =>
-      JSON.parse((r as { body: { stringValue: string } }).body.stringValue).seq
-    );
-    const local = localRecords(t).filter((r) => r.event.class === "http").map((r) => r.seq);
-    assert.deepEqual(delivered.slice(0, 20), local, "every record, in order, once");
+    assertSameRecords(bodies(recv), localRecords(t));
     const notices = localRecords(t).map((r) => r.event).filter((e): e is AuditNotice =>
       e.class === "audit" && e.activity === "export"
     );
