@@ -4,6 +4,7 @@
 // Other parts of the supervisor (egress proxy, router) record through `recorder`.
 
 import { randomBytes } from "node:crypto";
+import { basename, dirname, join, resolve } from "node:path";
 import { isDescendant } from "../sandbox/agent_status.ts";
 import { beneathAny, type StagePlan } from "../sandbox/plan.ts";
 import { signalName } from "../sandbox/signals.ts";
@@ -29,7 +30,23 @@ export interface RunInfo {
 }
 
 function within(path: string, dir: string): boolean {
-  return path === dir || path.startsWith(dir + "/");
+  return dir === "/" || path === dir || path.startsWith(dir + "/");
+}
+
+/** `path` with symlinks resolved as far as it exists (the rest appended as written). */
+function canonical(path: string): string {
+  const rest: string[] = [];
+  let p = resolve(path);
+  for (;;) {
+    try {
+      return join(Deno.realPathSync(p), ...rest.reverse());
+    } catch {
+      const up = dirname(p);
+      if (up === p) return resolve(path);
+      rest.push(basename(p));
+      p = up;
+    }
+  }
 }
 
 /**
@@ -39,10 +56,13 @@ function within(path: string, dir: string): boolean {
  * granted directory, a grant that contains them is refused.
  */
 export function protectAuditDirs(plan: StagePlan, settings: AuditSettings): void {
+  // Compared with symlinks resolved: Landlock and bind mounts follow them.
   const dirs: [string, string][] = [[settings.dir, "log"], [settings.keyDir, "key"]];
   const granted = [...plan.readWrite, ...plan.readOnly];
-  for (const [dir, kind] of dirs) {
-    for (const g of granted) {
+  for (const [given, kind] of dirs) {
+    const dir = canonical(given);
+    for (const grant of granted) {
+      const g = canonical(grant);
       if (within(g, dir)) {
         throw new AuditSetupError(
           `the sandbox would be granted ${g}, inside the audit ${kind} directory ${dir}; ` +
@@ -52,7 +72,7 @@ export function protectAuditDirs(plan: StagePlan, settings: AuditSettings): void
       if (within(dir, g) && !plan.namespaces) {
         throw new AuditSetupError(
           `the audit ${kind} directory ${dir} is inside ${g}, which the sandbox may ${
-            plan.readWrite.includes(g) ? "write" : "read"
+            plan.readWrite.includes(grant) ? "write" : "read"
           }, and rootless mode cannot hide it; refusing (use --audit-dir DIR / audit.key_dir ` +
             `outside every granted path, or run as root)`,
         );
@@ -60,7 +80,9 @@ export function protectAuditDirs(plan: StagePlan, settings: AuditSettings): void
     }
   }
   if (plan.namespaces) {
-    plan.hiddenDirs = dirs.map(([d]) => d).filter((d) => !beneathAny(d, plan.privateDirs));
+    plan.hiddenDirs = dirs.map(([d]) => canonical(d)).filter((d) =>
+      !beneathAny(d, plan.privateDirs)
+    );
   }
 }
 

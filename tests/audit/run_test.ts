@@ -302,3 +302,21 @@ test("rootless: the same records, with host pids", async () => {
     Deno.removeSync(e.root, { recursive: true });
   }
 });
+
+test("a grant that reaches the log directory through a symlink is seen through", async () => {
+  const e = setup("", "", "/var/tmp");
+  Deno.mkdirSync(e.log, { recursive: true });
+  const link = join(e.root, "innocent");
+  Deno.symlinkSync(e.log, link);
+  Deno.writeTextFileSync(
+    e.policy,
+    Deno.readTextFileSync(e.policy).replace("[/tmp, /dev/null]", `[/tmp, /dev/null, ${link}]`),
+  );
+  try {
+    const r = await run(e, "true", ["-q"]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /granted .*\/log, inside the audit log directory/);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
