@@ -6,7 +6,7 @@
 import type { AuditEvent, FileActivity } from "./events.ts";
 import { DenialReaderError, LandlockDenialReader } from "./landlock_denials.ts";
 import type { AuditSettings } from "./settings.ts";
-import { AuditFailedError, AuditLog } from "./writer.ts";
+import { AuditBusyError, AuditFailedError, AuditLog } from "./writer.ts";
 import { Exporter } from "./export/exporter.ts";
 
 export interface Recorder {
@@ -46,6 +46,8 @@ export class AuditSession implements Recorder {
   readonly log: AuditLog;
   readonly #exporter: Exporter | null;
   #denials: LandlockDenialReader | null = null;
+  /** Records refused for backpressure since the last notice. */
+  #busyRefused = 0;
 
   private constructor(log: AuditLog, sandbox: string, exporter: Exporter | null) {
     this.log = log;
@@ -87,11 +89,24 @@ export class AuditSession implements Recorder {
 
   record(event: AuditEvent): boolean {
     try {
+      if (this.#busyRefused > 0) {
+        this.log.record({
+          class: "audit",
+          activity: "notice",
+          message: `${this.#busyRefused} records refused while the writer could not keep up ` +
+            `(the actions they describe were refused)`,
+        });
+        this.#busyRefused = 0;
+      }
       this.log.record(
         "sandbox" in event || event.class === "audit" ? event : { ...event, sandbox: this.sandbox },
       );
       return true;
     } catch (e) {
+      if (e instanceof AuditBusyError) {
+        this.#busyRefused++;
+        return false;
+      }
       if (e instanceof AuditFailedError) return false;
       throw e;
     }

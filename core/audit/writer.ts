@@ -50,10 +50,21 @@ export interface AuditLogOptions {
   onRecord?: (line: string, seq: number) => void;
   /** Wall clock for record times (ms since the epoch); default Date.now. Tests inject jumps. */
   clock?: () => number;
+  /**
+   * Backpressure: while more than this many bytes wait to be written (a producer that does not
+   * yield to the event loop, a slow disk), record() throws AuditBusyError. Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
 }
 
 /** The log cannot record any more: callers must stop the actions they would have recorded. */
 export class AuditFailedError extends Error {}
+
+/**
+ * This record was not taken: too much is waiting to be written. The log is still healthy; the
+ * caller must refuse the action (and may retry once the event loop has run).
+ */
+export class AuditBusyError extends Error {}
 
 /** Opening the log failed (in use by another writer, bad key, unreadable tail). */
 export class AuditOpenError extends Error {}
@@ -86,6 +97,8 @@ export class AuditLog {
   #syncTimer: ReturnType<typeof setTimeout> | null = null;
   #sealTimer: ReturnType<typeof setInterval>;
   #unsynced = false;
+  /** Bytes of lines queued and not yet handed to the file (for backpressure). */
+  #queuedBytes = 0;
 
   #seq: number;
   #head: string;
@@ -163,6 +176,7 @@ export class AuditLog {
       maxFiles: 0,
       maxAgeMs: 0,
       clock: Date.now,
+      maxQueuedBytes: 64 << 20,
       ...options,
     };
     const abs = resolve(dir);
@@ -225,6 +239,13 @@ export class AuditLog {
   record(event: AuditEvent): number {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new AuditFailedError(`audit log ${this.dir} is closed`);
+    if (this.#queuedBytes >= this.#opt.maxQueuedBytes) {
+      this.#schedule();
+      throw new AuditBusyError(
+        `audit log ${this.dir} cannot keep up: ${this.#queuedBytes} bytes wait to be written; ` +
+          `record refused`,
+      );
+    }
     this.#maybeRotate();
     const seq = this.#append(event);
     if (this.#sinceSeal >= this.#opt.sealEveryRecords) this.#seal();
@@ -268,6 +289,7 @@ export class AuditLog {
     this.#exported(line, seq);
     this.#head = lineHash(line);
     this.#queue.push(line);
+    this.#queuedBytes += line.length + 1;
     this.#segmentBytes += line.length + 1;
     this.#sinceSeal++;
     return seq;
@@ -307,6 +329,7 @@ export class AuditLog {
     this.#seq = seq;
     this.#head = lineHash(line);
     this.#queue.push(line);
+    this.#queuedBytes += line.length + 1;
     this.#segmentBytes += line.length + 1;
     this.#sinceSeal = 0;
     this.#queue.push({ head: { log_id: this.logId, seq, hash: this.#head, time } });
@@ -400,6 +423,7 @@ export class AuditLog {
         while (this.#queue.length > 0 && !this.#failed) {
           const items = this.#queue;
           this.#queue = [];
+          this.#queuedBytes = 0;
           let batch: string[] = [];
           for (const item of items) {
             if (typeof item === "string") {

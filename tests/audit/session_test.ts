@@ -78,3 +78,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test("audit recorder: a producer that never yields meets backpressure, not unbounded memory", async () => {
+  const t = tempLog();
+  try {
+    const s = await AuditSession.open(
+      {
+        ...auditSettings(undefined, { dir: t.dir }),
+        keyDir: t.keyDir,
+        writer: { maxQueuedBytes: 256 * 1024 },
+      },
+      { sandbox: "sb-3", onFailure: () => {} },
+    );
+    // No await in this loop: nothing can be written until it ends.
+    let accepted = 0, refused = 0;
+    for (let i = 0; i < 5000; i++) s.record(httpEvent(i)) ? accepted++ : refused++;
+    assert.ok(accepted > 100 && accepted < 2000, `accepted ${accepted}`);
+    assert.equal(accepted + refused, 5000);
+    assert.equal(s.healthy, true, "backpressure is not a failure");
+    await s.flush();
+    // Once written, records are taken again, and the refusals are on record.
+    assert.equal(s.record(httpEvent(0)), true);
+    await s.close();
+    const events = [...readRecords(t.dir)].map((r) => r.record.event);
+    assert.equal(events.filter((e) => e.class === "http").length, accepted + 1);
+    const notice = events.find((e) => e.class === "audit" && e.activity === "notice");
+    assert.ok(notice && notice.class === "audit" && notice.activity === "notice");
+    assert.equal(
+      notice.message,
+      `${refused} records refused while the writer could not keep up ` +
+        `(the actions they describe were refused)`,
+    );
+  } finally {
+    cleanup(t);
+  }
+});
