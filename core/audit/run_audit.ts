@@ -130,6 +130,7 @@ export class RunAudit {
     let stagePid: number | null = null;
     const argv = info.plan.argv;
     const hooks: SandboxHooks = {
+      onSpawn: (pid) => session.adoptSandbox(pid, info.plan.namespaces),
       onStage: (pid) => {
         stagePid = pid;
       },
@@ -174,6 +175,7 @@ export class RunAudit {
         settings.kernelDenials,
         (pid) => stagePid !== null && isDescendant(pid, stagePid),
       );
+      const execs = settings.execEvents ? session.startExecEvents() : null;
       session.record({
         class: "process",
         activity: "launch",
@@ -189,6 +191,7 @@ export class RunAudit {
       if (info.verbose) {
         console.error(`clawcage: audit: ${settings.dir} (sandbox ${sandbox})`);
         if (denials) console.error(`clawcage: audit: note: ${denials}`);
+        if (execs) console.error(`clawcage: audit: note: ${execs}`);
       }
     } catch (e) {
       const why = e instanceof AuditFailedError ? e.message : (e as Error).message;
@@ -213,7 +216,8 @@ export class RunAudit {
   async finish(code: number): Promise<number> {
     const session = this.#session;
     if (!session) return code;
-    // The agent's last denials reach the log before its exit does.
+    // The agent's last execs and denials reach the log before its exit does.
+    await session.stopExecEvents();
     await session.stopKernelDenials();
     const duringRun = this.#failure !== null;
     if (!duringRun) {

@@ -5,6 +5,7 @@
 
 import type { AuditEvent, FileActivity } from "./events.ts";
 import { DenialReaderError, LandlockDenialReader } from "./landlock_denials.ts";
+import { ExecWatcher } from "./exec_events.ts";
 import type { AuditSettings } from "./settings.ts";
 import { AuditBusyError, AuditFailedError, AuditLog } from "./writer.ts";
 import { Exporter } from "./export/exporter.ts";
@@ -48,6 +49,7 @@ export class AuditSession implements Recorder {
   #denials: LandlockDenialReader | null = null;
   /** Records refused for backpressure since the last notice. */
   #busyRefused = 0;
+  #execs: ExecWatcher | null = null;
 
   private constructor(log: AuditLog, sandbox: string, exporter: Exporter | null) {
     this.log = log;
@@ -160,6 +162,51 @@ export class AuditSession implements Recorder {
     return why;
   }
 
+  /**
+   * Starts recording execs inside the sandbox (root: the kernel's process events connector);
+   * call adoptSandbox() once the sandbox's first process exists. Returns null when recording,
+   * or why not (also recorded).
+   */
+  startExecEvents(): string | null {
+    let why: string;
+    if (Deno.uid() !== 0) {
+      why = "execs inside the sandbox are not recorded: the kernel's process events need root";
+    } else {
+      try {
+        let lostNoticed = false;
+        this.#execs = ExecWatcher.start({
+          onExec: (e) => this.record(e),
+          onLost: () => {
+            if (lostNoticed) return;
+            lostNoticed = true;
+            this.record({
+              class: "audit",
+              activity: "notice",
+              message: "the kernel dropped process events: some execs are not recorded",
+            });
+          },
+        });
+        return null;
+      } catch (e) {
+        why = `execs inside the sandbox are not recorded: ${(e as Error).message}`;
+      }
+    }
+    this.record({ class: "audit", activity: "notice", message: why });
+    return why;
+  }
+
+  /** The supervisor's child process (see ExecWatcher.adopt). */
+  adoptSandbox(root: number, stageIsChild: boolean): void {
+    this.#execs?.adopt(root, stageIsChild);
+  }
+
+  /** Reads the process events still queued and stops. */
+  async stopExecEvents(): Promise<void> {
+    const w = this.#execs;
+    this.#execs = null;
+    await w?.stop();
+  }
+
   /** Reads what the kernel still has queued and stops reading denials. */
   async stopKernelDenials(): Promise<void> {
     try {
@@ -170,6 +217,7 @@ export class AuditSession implements Recorder {
 
   /** Stops the denial reader and the export, seals and closes. Throws AuditFailedError. */
   async close(exportDrainMs = 2000): Promise<void> {
+    await this.stopExecEvents();
     await this.stopKernelDenials();
     // Export drains while the log is open, so what it could not deliver is recorded locally.
     try {

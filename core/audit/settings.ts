@@ -13,6 +13,7 @@ export interface AuditSettings {
   keyDir: string;
   writer: Omit<AuditLogOptions, "onFailure" | "keyDir">;
   kernelDenials: AuditPolicy["kernel_denials"];
+  execEvents: boolean;
   export: AuditExportPolicy | null;
 }
 
@@ -43,6 +44,7 @@ export function auditSettings(
       maxAgeMs: Math.round(a.max_age_days * 86400_000),
     },
     kernelDenials: a.kernel_denials,
+    execEvents: a.exec_events,
     export: a.export && (a.export.syslog || a.export.otlp) ? a.export : null,
   };
 }

@@ -136,6 +136,8 @@ export const auditPolicy = z.strictObject({
    * (`if_enabled`), turn kernel auditing on for the run if it is off (`enable`), or `off`.
    */
   kernel_denials: z.enum(["if_enabled", "enable", "off"]).default("if_enabled"),
+  /** Record every exec inside the sandbox (root: the kernel's process events connector). */
+  exec_events: z.boolean().default(true),
   export: auditExport.optional(),
 }).superRefine((a, ctx) => {
   const norm = (p: string) => p.replace(/\/+$/, "");

@@ -15,6 +15,8 @@ export interface AgentExit {
 }
 
 export interface SandboxHooks {
+  /** The supervisor's child (setpriv, then unshare or the stage) was just spawned. */
+  onSpawn?(pid: number): void;
   /** The stage process exists (its host pid): it creates the sandbox's Landlock domain. */
   onStage?(pid: number): void;
   onAgentStart?(agent: { pid?: number; nsPid: number }): void;
@@ -33,7 +35,9 @@ export interface SandboxWatch {
 const POLL_MS = 10;
 
 export function watchSandbox(plan: StagePlan, hooks: SandboxHooks): SandboxWatch {
-  if (!hooks.onStage && !hooks.onAgentStart && !hooks.onAgentExit && !hooks.stop) {
+  if (
+    !hooks.onSpawn && !hooks.onStage && !hooks.onAgentStart && !hooks.onAgentExit && !hooks.stop
+  ) {
     return { planFields: {}, started() {}, finished() {} };
   }
   const reader = new StatusReader();
@@ -73,6 +77,7 @@ export function watchSandbox(plan: StagePlan, hooks: SandboxHooks): SandboxWatch
     planFields: { statusFile: reader.path },
     started(pid) {
       child = pid;
+      hooks.onSpawn?.(pid);
       timer = setInterval(poll, POLL_MS);
       poll();
       hooks.stop?.then(() => {

@@ -28,6 +28,7 @@ audit:
   max_files: 30
   max_age_days: 90
   kernel_denials: enable
+  exec_events: false
   export:
     queue_max: 5000
     syslog:
@@ -50,6 +51,7 @@ Deno.test("audit policy: no section means the defaults for this user", () => {
   assert.equal(s.writer.sealEveryRecords, 10_000);
   assert.equal(s.writer.rotateMs, 86400_000);
   assert.equal(s.kernelDenials, "if_enabled");
+  assert.equal(s.execEvents, true);
   assert.equal(s.export, null);
   if (Deno.uid() === 0) {
     assert.equal(s.dir, "/var/log/clawcage/audit");
@@ -69,6 +71,7 @@ Deno.test("audit policy: every key is read and resolved", () => {
   assert.equal(s.writer.maxFiles, 30);
   assert.equal(s.writer.maxAgeMs, 90 * 86400_000);
   assert.equal(s.kernelDenials, "enable");
+  assert.equal(s.execEvents, false);
   assert.equal(s.export?.queue_max, 5000);
   assert.equal(s.export?.syslog?.facility, "local4");
   assert.equal(s.export?.syslog?.app_name, "clawcage");

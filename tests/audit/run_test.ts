@@ -320,3 +320,35 @@ test("a grant that reaches the log directory through a symlink is seen through",
     Deno.removeSync(e.root, { recursive: true });
   }
 });
+
+test("execs inside the sandbox are recorded; clawcage's own and the host's are not", async () => {
+  const e = setup();
+  try {
+    // Something outside the sandbox execs programs during the run too.
+    let outside = true;
+    const noise = (async () => {
+      while (outside) {
+        await new Deno.Command("/bin/true").output();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const r = await run(e, "/bin/sleep 0.2; /bin/sh -c '/bin/sleep 0.1'; exit 0", ["-q"]);
+    outside = false;
+    await noise;
+    assert.equal(r.code, 0, r.stderr);
+    const execs = records(e.log).map((x) => x.event).filter((x): x is ProcessActivity =>
+      x.class === "process" && x.activity === "exec"
+    );
+    const exes = execs.map((x) => x.process.exe);
+    // sh (the agent), sleep, sh, sleep: long-lived enough for /proc to name them.
+    const sh = Deno.realPathSync("/bin/sh"), sleep = Deno.realPathSync("/bin/sleep");
+    assert.deepEqual(exes, [sh, sleep, sh, sleep]);
+    assert.deepEqual(execs[1].process.argv, ["/bin/sleep", "0.2"]);
+    for (const x of execs) {
+      assert.ok(x.process.pid! > 1 && x.process.ns_pid! >= 1, JSON.stringify(x));
+      assert.equal(x.process.uid, 65534);
+    }
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
