@@ -62,7 +62,7 @@ export class ExecWatcher {
   /** Reads events as soon as they arrive (poll(2) on a worker thread), while /proc has them. */
   async #run(): Promise<void> {
     while (!this.#stopped) {
-      await this.#pc.wait(this.#opt.pollMs ?? 100);
+      await this.#pc.wait(this.#opt.pollMs ?? 25);
       if (!this.#stopped) this.poll();
     }
   }
