@@ -110,6 +110,8 @@ export interface AuditSegment {
   previous_segment?: string;
   opened_because: "open" | "rotate";
   key_id: string;
+  /** The Ed25519 key that signs this segment's seals. */
+  sig_key_id?: string;
   /** Set when the writer found a torn last line (a crash mid-write) where it resumed. */
   recovered?: TornTail;
 }
@@ -129,6 +131,10 @@ export interface AuditSeal {
   /** The chain head sealed: the `prev` of this record, i.e. SHA-256 of the previous line. */
   head: string;
   mac: string;
+  /** Ed25519 signature (base64) over what the MAC covers: verifiable with the public key. */
+  sig_alg?: "Ed25519";
+  sig_key_id?: string;
+  sig?: string;
 }
 
 export interface AuditRetention {

@@ -9,9 +9,15 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { type FileLock, tryLockExclusive } from "../../ffi/flock.ts";
-import { GENESIS, keyId, lineHash, recordLine, sealMac } from "./chain.ts";
+import { GENESIS, keyId, lineHash, recordLine, sealMac, sealSignature } from "./chain.ts";
 import type { AnyEvent, AuditEvent, AuditRecord, TornTail } from "./events.ts";
-import { loadOrCreateKey, type SealedHead, writeHead } from "./key.ts";
+import {
+  loadOrCreateKey,
+  loadOrCreateSigningKey,
+  type SealedHead,
+  type SigningKey,
+  writeHead,
+} from "./key.ts";
 import {
   listSegments,
   LOCK_FILE,
@@ -114,6 +120,7 @@ export class AuditLog {
   readonly keyId: string;
   readonly #key: Uint8Array;
   readonly #keyFile: string;
+  readonly #signing: SigningKey;
   readonly #lock: FileLock;
   readonly #opt: ResolvedOptions;
   /** First record (seq, prev) of each segment this writer created, for retention records. */
@@ -122,7 +129,7 @@ export class AuditLog {
   private constructor(
     dir: string,
     opt: ResolvedOptions,
-    key: { key: Uint8Array; path: string },
+    key: { key: Uint8Array; path: string; signing: SigningKey },
     lock: FileLock,
     tail: Tail,
     segments: SegmentRef[],
@@ -133,6 +140,7 @@ export class AuditLog {
     this.#opt = opt;
     this.#key = key.key;
     this.#keyFile = key.path;
+    this.#signing = key.signing;
     this.keyId = keyId(key.key);
     this.#lock = lock;
     this.#seq = tail.seq;
@@ -151,6 +159,7 @@ export class AuditLog {
       ...(previous ? { previous_segment: previous } : {}),
       opened_because: "open",
       key_id: this.keyId,
+      sig_key_id: this.#signing.id,
       ...(tail.torn ? { recovered: tail.torn } : {}),
     });
     this.#seal();
@@ -187,7 +196,7 @@ export class AuditLog {
     }
     let key;
     try {
-      key = loadOrCreateKey(opt.keyDir, abs);
+      key = { ...loadOrCreateKey(opt.keyDir, abs), signing: loadOrCreateSigningKey(opt.keyDir) };
     } catch (e) {
       throw new AuditOpenError((e as Error).message);
     }
@@ -322,6 +331,9 @@ export class AuditLog {
         key_id: this.keyId,
         head: this.#head,
         mac: sealMac(this.#key, this.logId, seq, time, this.#head),
+        sig_alg: "Ed25519",
+        sig_key_id: this.#signing.id,
+        sig: sealSignature(this.#signing.privateKey, this.logId, seq, time, this.#head),
       },
     };
     const line = recordLine(rec);
@@ -358,6 +370,7 @@ export class AuditLog {
       previous_segment: previous.name,
       opened_because: "rotate",
       key_id: this.keyId,
+      sig_key_id: this.#signing.id,
     });
     this.#retention({ segment: ref.name, seq: headerSeq, prev: headerPrev });
   }

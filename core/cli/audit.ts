@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import type { AuditRecord } from "../audit/events.ts";
 import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
-import { KEY_FILE } from "../audit/key.ts";
+import { KEY_FILE, PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
 import { AuditReadError, logFiles, parseRecord, readRecords } from "../audit/read.ts";
 import { splitLines } from "../audit/segments.ts";
@@ -16,11 +16,13 @@ export const AUDIT_HELP = `Usage: clawcage audit COMMAND [options] [PATH]
 PATH is a log directory or one segment file (default: ${defaultAuditDir()}).
 
 Commands:
-  verify [--json] [--key FILE] [PATH]
+  verify [--json] [--key FILE] [--pubkey FILE] [PATH]
       check every hash link, sequence number and seal; report the first broken record with
       its file, line and seq. Exit 0 when intact, 1 when broken, 2 when it cannot be read.
-      --key FILE: the sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used only
-      when PATH is not given). Without a key the seals are not checked.
+      --key FILE: the HMAC sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used
+      only when PATH is not given). --pubkey FILE: the Ed25519 public key
+      (${PUBLIC_KEY_FILE} in the key directory; checks the seals' signatures and cannot make
+      them: give it to auditors). Without either the seals are not checked.
   tail [-f] [-n N] [--all] [--json] [PATH]
       the last N events (default 20); -f keeps following new ones.
   query [--since T] [--until T] [--type T]... [--decision D] [--sandbox S] [--host GLOB]
@@ -82,6 +84,7 @@ function verifyCommand(args: string[]): number {
   const { values, positionals } = parse(args, {
     json: { type: "boolean" },
     key: { type: "string" },
+    pubkey: { type: "string" },
   });
   if (values.help) {
     console.log(AUDIT_HELP);
@@ -90,13 +93,16 @@ function verifyCommand(args: string[]): number {
   const given = onePath(positionals);
   const path = given ?? defaultAuditDir();
   let keyFile = values.key as string | undefined;
-  if (!keyFile && !given) {
+  let pubFile = values.pubkey as string | undefined;
+  if (!keyFile && !pubFile && !given) {
     const k = join(defaultKeyDir(), KEY_FILE);
     if (exists(k)) keyFile = k;
+    const p = join(defaultKeyDir(), PUBLIC_KEY_FILE);
+    if (exists(p)) pubFile = p;
   }
   let report: VerifyReport;
   try {
-    report = verifyLog(path, keyFile);
+    report = verifyLog(path, keyFile, pubFile);
   } catch (e) {
     if (e instanceof VerifyError) throw new UsageError(e.message);
     throw e;
@@ -115,9 +121,14 @@ function printReport(r: VerifyReport): void {
         `${b.kind}: ${b.message}`,
     );
   } else {
-    const seals = r.key_id
-      ? `${r.seals.verified} seals verified with key ${r.key_id}` +
-        (r.sealed_head === "match" ? ", sealed head matches" : "")
+    const checked = [
+      r.key_id ? `${r.seals.verified} seals verified with key ${r.key_id}` : null,
+      r.public_key_id
+        ? `${r.seals.signatures_verified} signatures verified with public key ${r.public_key_id}`
+        : null,
+    ].filter(Boolean).join(", ");
+    const seals = checked
+      ? checked + (r.sealed_head === "match" ? ", sealed head matches" : "")
       : `${r.seals.unchecked} seals NOT checked (no key)`;
     console.log(
       `intact: ${r.path}: ${r.files} file(s), ${r.records} records (${range}), ${seals}`,
