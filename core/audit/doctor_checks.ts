@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { AuditSocket } from "../../ffi/audit_netlink.ts";
 import { tryLockExclusive } from "../../ffi/flock.ts";
 import { abiVersion } from "../../ffi/landlock.ts";
-import { KEY_FILE } from "./key.ts";
+import { KEY_FILE, PUBLIC_KEY_FILE, SIGN_KEY_FILE } from "./key.ts";
 import { LOCK_FILE } from "./segments.ts";
 import type { AuditSettings } from "./settings.ts";
 import { otlpBody } from "./export/otlp.ts";
@@ -85,20 +85,32 @@ function logCheck(s: AuditSettings): AuditCheck {
 function keyCheck(s: AuditSettings): AuditCheck {
   const c = dirCheck("audit key", s.keyDir, "audit.key_dir");
   if (c.status !== "ok") return c;
-  try {
-    const mode = Deno.statSync(join(s.keyDir, KEY_FILE)).mode ?? 0;
+  let present = 0;
+  for (const name of [KEY_FILE, SIGN_KEY_FILE]) {
+    const path = join(s.keyDir, name);
+    let mode: number;
+    try {
+      mode = Deno.statSync(path).mode ?? 0;
+    } catch {
+      continue;
+    }
+    present++;
     if ((mode & 0o077) !== 0) {
       return {
         ...c,
         status: "missing",
-        detail: `${join(s.keyDir, KEY_FILE)} has mode ${(mode & 0o777).toString(8)}`,
-        fix: `chmod 600 ${join(s.keyDir, KEY_FILE)}`,
+        detail: `${path} has mode ${(mode & 0o777).toString(8)}`,
+        fix: `chmod 600 ${path}`,
       };
     }
-    return { ...c, detail: `${c.detail}; key present (mode 600)` };
-  } catch {
-    return { ...c, detail: `${c.detail}; a key is created on first use` };
   }
+  return {
+    ...c,
+    detail: present === 2
+      ? `${c.detail}; HMAC and Ed25519 keys present (mode 600); give auditors ` +
+        join(s.keyDir, PUBLIC_KEY_FILE)
+      : `${c.detail}; keys are created on first use`,
+  };
 }
 
 async function denialsCheck(s: AuditSettings): Promise<AuditCheck> {
