@@ -6,14 +6,15 @@ import type { AuditRecord } from "../audit/events.ts";
 import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
 import { KEY_FILE, PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
-import { AuditReadError, logFiles, parseRecord, readRecords } from "../audit/read.ts";
+import { AuditReadError, logFiles, logsAt, parseRecord, readRecords } from "../audit/read.ts";
 import { splitLines } from "../audit/segments.ts";
 import { VerifyError, verifyLog, type VerifyReport } from "../audit/verify.ts";
 import { UsageError } from "./common.ts";
 
 export const AUDIT_HELP = `Usage: clawcage audit COMMAND [options] [PATH]
 
-PATH is a log directory or one segment file (default: ${defaultAuditDir()}).
+PATH is a log directory, one segment file, or a directory of log directories (one per agent:
+verify checks each, query and tail merge them by time) (default: ${defaultAuditDir()}).
 
 Commands:
   verify [--json] [--key FILE] [--pubkey FILE] [PATH]
@@ -100,16 +101,20 @@ function verifyCommand(args: string[]): number {
     const p = join(defaultKeyDir(), PUBLIC_KEY_FILE);
     if (exists(p)) pubFile = p;
   }
-  let report: VerifyReport;
+  // A directory of logs (one per agent) is verified log by log.
+  const reports: VerifyReport[] = [];
   try {
-    report = verifyLog(path, keyFile, pubFile);
+    for (const log of logsAt(path)) reports.push(verifyLog(log, keyFile, pubFile));
   } catch (e) {
-    if (e instanceof VerifyError) throw new UsageError(e.message);
+    if (e instanceof VerifyError || e instanceof AuditReadError) throw new UsageError(e.message);
     throw e;
   }
-  if (values.json) console.log(JSON.stringify(report, null, 2));
-  else printReport(report);
-  return report.ok ? 0 : 1;
+  if (values.json) {
+    console.log(JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2));
+  } else {
+    for (const r of reports) printReport(r);
+  }
+  return reports.every((r) => r.ok) ? 0 : 1;
 }
 
 function printReport(r: VerifyReport): void {
@@ -216,6 +221,12 @@ async function tailCommand(args: string[]): Promise<number> {
   const filter: Filter = { all: values.all as boolean | undefined };
   const json = values.json as boolean | undefined;
   try {
+    const logs = logsAt(path);
+    if (values.follow && logs.length > 1) {
+      throw new UsageError(
+        `tail -f follows one log; ${path} holds ${logs.length}: ${logs.join(", ")}`,
+      );
+    }
     const last: AuditRecord[] = [];
     for (const { record } of readRecords(path)) {
       if (!matches(record, filter)) continue;
