@@ -7,7 +7,7 @@ import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audi
 import { KEY_FILE, PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
 import { AuditReadError, logFiles, logsAt, parseRecord, readRecords } from "../audit/read.ts";
-import { splitLines } from "../audit/segments.ts";
+import { type SegmentRef, splitLines } from "../audit/segments.ts";
 import { VerifyError, verifyLog, type VerifyReport } from "../audit/verify.ts";
 import { UsageError } from "./common.ts";
 
@@ -228,14 +228,29 @@ async function tailCommand(args: string[]): Promise<number> {
       );
     }
     const last: AuditRecord[] = [];
-    for (const { record } of readRecords(path)) {
-      if (!matches(record, filter)) continue;
+    const keep = (record: AuditRecord) => {
+      if (!matches(record, filter)) return;
       last.push(record);
       if (last.length > n) last.shift();
+    };
+    if (!values.follow) {
+      for (const { record } of readRecords(path)) keep(record);
+      for (const r of last) print(r, json);
+      return 0;
+    }
+    // Following: remember exactly where the first read ended, so that nothing written in
+    // between is skipped or printed twice.
+    let at: FollowFrom = { segment: null, offset: 0 };
+    for (const f of logFiles(path).files) {
+      const { lines, goodBytes } = splitLines(readFrom(f.path, 0));
+      for (const l of lines) {
+        const r = parseRecord(l);
+        if (r) keep(r);
+      }
+      at = { segment: f, offset: goodBytes };
     }
     for (const r of last) print(r, json);
-    if (!values.follow) return 0;
-    await follow(path, filter, json);
+    await follow(path, filter, json, at);
     return 0;
   } catch (e) {
     if (e instanceof AuditReadError) throw new UsageError(e.message);
@@ -244,12 +259,22 @@ async function tailCommand(args: string[]): Promise<number> {
 }
 
 /** Polls the newest segment for complete new lines, moving on when a newer segment appears. */
-async function follow(path: string, filter: Filter, json?: boolean): Promise<never> {
-  let files = logFiles(path).files;
-  let current = files.at(-1);
-  let offset = current ? Deno.statSync(current.path).size : 0;
-  // Start after the last complete line: a torn end is not printed until it is complete.
-  if (current) offset = splitLines(Deno.readFileSync(current.path)).goodBytes;
+interface FollowFrom {
+  /** The segment the first read ended in (null: the log had none yet). */
+  segment: SegmentRef | null;
+  /** Bytes of it already read: up to its last complete line (a torn end waits). */
+  offset: number;
+}
+
+async function follow(
+  path: string,
+  filter: Filter,
+  json: boolean | undefined,
+  from: FollowFrom,
+): Promise<never> {
+  let files: SegmentRef[];
+  let current = from.segment ?? undefined;
+  let offset = from.offset;
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
     if (current) {

@@ -181,6 +181,20 @@ async function startRun(
   return child;
 }
 
+/** Waits (up to 10 s, for loaded machines) until a denial is on disk in `log`. */
+async function firstDenial(log: string): Promise<void> {
+  const until = Date.now() + 10_000;
+  const seen = () => {
+    try {
+      return records(log).some((r) => r.event.class === "file");
+    } catch {
+      return false;
+    }
+  };
+  while (!seen() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(seen(), "denials are recorded");
+}
+
 function agentAlive(): boolean {
   return run(["pgrep", "-f", MARK]).success;
 }
@@ -203,9 +217,8 @@ for (const mode of ["namespaces", "rootless"]) {
           denied.file,
           mode === "rootless" ? ["--rootless"] : [],
         );
-        // Denials are being recorded; now the disk fills up.
-        await new Promise((r) => setTimeout(r, 300));
-        assert.ok(records(log).some((r) => r.event.class === "file"), "denials are recorded");
+        // Denials are being recorded (wait for the first on disk); now the disk fills up.
+        await firstDenial(log);
         fill(fs);
         const started = Date.now();
         const out = await child.output();
@@ -244,7 +257,8 @@ async function killNine(): Promise<void> {
     try {
       const policy = policyFor(root, log, key);
       const child = await startRun(policy, denied.file);
-      await new Promise((r) => setTimeout(r, 400));
+      await firstDenial(log);
+      await new Promise((r) => setTimeout(r, 200)); // recording in full swing
       child.kill("SIGKILL");
       await child.output();
       const deadline = Date.now() + 5000;
