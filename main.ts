@@ -11,7 +11,7 @@ Usage: clawcage COMMAND [options]
 Commands:
   run [options] -- COMMAND [ARGS...]   run an agent in the sandbox (see run --help)
   demo                                 run a sandboxed demo on the default policy
-  doctor [--json]                      what this host supports, layer by layer
+  doctor [--json] [--policy FILE]      what this host supports, layer by layer, and the audit trail
   audit verify|tail|query [PATH]       check, follow and search the audit trail (audit --help)
   pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders

@@ -148,6 +148,7 @@ export class AuditSocket {
       if (type === NLMSG_ERROR) {
         const err = -v.getInt32(off + 16, true);
         if (err !== 0) throw new NetlinkError("audit netlink request", err);
+        out.push({ type, data: buf.slice(off + 16, off + len) }); // an acknowledgement
       } else {
         out.push({ type, data: buf.slice(off + 16, off + len) });
       }
@@ -159,8 +160,8 @@ export class AuditSocket {
   /** AUDIT_GET: the kernel's audit status. */
   async status(): Promise<AuditStatus> {
     this.#send(AUDIT.GET, new Uint8Array(0), NLM_F_REQUEST);
-    for (let i = 0; i < 100; i++) {
-      await pause(10);
+    for (let i = 0; i < 1000; i++) {
+      await pause(1);
       for (const m of this.receive()) {
         if (m.type !== AUDIT.GET || m.data.length < 32) continue;
         // struct audit_status { u32 mask, enabled, failure, pid, rate_limit, backlog_limit,
@@ -185,11 +186,10 @@ export class AuditSocket {
     v.setUint32(0, AUDIT.STATUS_ENABLED, true);
     v.setUint32(4, enabled ? 1 : 0, true);
     this.#send(AUDIT.SET, st);
-    for (let i = 0; i < 100; i++) {
-      await pause(10);
+    for (let i = 0; i < 1000; i++) {
+      await pause(1);
       const msgs = this.receive(); // a negative ack throws here
-      if (msgs.length === 0) continue;
-      return;
+      if (msgs.some((m) => m.type === NLMSG_ERROR)) return;
     }
   }
 

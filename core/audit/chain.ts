@@ -1,7 +1,7 @@
 // The hash chain and the seal MAC: the only place that defines what a record's hash is and
 // what a seal signs. Verification and the writer both use these functions.
 
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, type KeyObject, sign, timingSafeEqual, verify } from "node:crypto";
 import type { AuditRecord } from "./events.ts";
 
 /** `prev` of the very first record of a log. */
@@ -48,4 +48,42 @@ export function sealMacValid(
 /** Short identifier of a key (not secret): the first 16 hex digits of SHA-256 of the key. */
 export function keyId(key: Uint8Array): string {
   return createHash("sha256").update(key).digest("hex").slice(0, 16);
+}
+
+/** Ed25519 signature (base64) over the same message as the MAC: verifiable with the public key. */
+export function sealSignature(
+  key: KeyObject,
+  logId: string,
+  seq: number,
+  time: string,
+  head: string,
+): string {
+  return sign(null, Buffer.from(sealMessage(logId, seq, time, head)), key).toString("base64");
+}
+
+export function sealSignatureValid(
+  publicKey: KeyObject,
+  logId: string,
+  seq: number,
+  time: string,
+  head: string,
+  sig: unknown,
+): boolean {
+  if (typeof sig !== "string") return false;
+  try {
+    return verify(
+      null,
+      Buffer.from(sealMessage(logId, seq, time, head)),
+      publicKey,
+      Buffer.from(sig, "base64"),
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Short identifier of a public key: the first 16 hex digits of SHA-256 of its SPKI DER. */
+export function publicKeyId(publicKey: KeyObject): string {
+  return createHash("sha256").update(publicKey.export({ type: "spki", format: "der" }))
+    .digest("hex").slice(0, 16);
 }

@@ -56,13 +56,19 @@ export interface ProcessActivity extends EventBase {
   class: "process";
   activity: "launch" | "terminate" | "exec";
   process: {
+    /** Which process: the sandbox (the stage), the agent in it, or the supervisor itself. */
+    role?: "sandbox" | "agent" | "supervisor";
     pid?: number;
+    /** The pid inside the sandbox's PID namespace, where it differs. */
+    ns_pid?: number;
     argv?: string[];
     exe?: string;
     uid?: number;
     exit_code?: number;
     signal?: string;
   };
+  /** On the sandbox's launch: the layers in force, the agent's user and working directory. */
+  sandbox_info?: { layers: string[]; user: string; workdir: string };
 }
 
 /** OCSF File System Activity (1001): a file access the kernel denied (Landlock) or a write. */
@@ -104,6 +110,8 @@ export interface AuditSegment {
   previous_segment?: string;
   opened_because: "open" | "rotate";
   key_id: string;
+  /** The Ed25519 key that signs this segment's seals. */
+  sig_key_id?: string;
   /** Set when the writer found a torn last line (a crash mid-write) where it resumed. */
   recovered?: TornTail;
 }
@@ -123,6 +131,10 @@ export interface AuditSeal {
   /** The chain head sealed: the `prev` of this record, i.e. SHA-256 of the previous line. */
   head: string;
   mac: string;
+  /** Ed25519 signature (base64) over what the MAC covers: verifiable with the public key. */
+  sig_alg?: "Ed25519";
+  sig_key_id?: string;
+  sig?: string;
 }
 
 export interface AuditRetention {
@@ -133,13 +145,28 @@ export interface AuditRetention {
   kept_from: { segment: string; seq: number; prev: string };
 }
 
+/**
+ * Facts about the trail itself that callers record: an export target dropped records from its
+ * queue or could not be reached, or a kind of record is not available on this host.
+ */
+export interface AuditNotice {
+  class: "audit";
+  activity: "export" | "notice";
+  /** The export target (`syslog udp://...`, `otlp http://...`), for export notices. */
+  target?: string;
+  /** Records dropped from the export queue since the previous notice. */
+  dropped?: number;
+  message: string;
+}
+
 export type AuditEvent =
   | NetworkActivity
   | HttpActivity
   | ProcessActivity
   | FileActivity
   | ApiActivity
-  | ConfigChange;
+  | ConfigChange
+  | AuditNotice;
 
 export type AnyEvent = AuditEvent | AuditSegment | AuditSeal | AuditRetention;
 

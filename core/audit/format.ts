@@ -27,6 +27,7 @@ function detail(e: AnyEvent): string {
     case "process": {
       const p = e.process;
       return [
+        p.role,
         p.pid !== undefined ? `pid=${p.pid}` : undefined,
         p.argv ? JSON.stringify(p.argv) : p.exe,
         p.exit_code !== undefined ? `exit=${p.exit_code}` : undefined,
@@ -59,7 +60,9 @@ function detail(e: AnyEvent): string {
             : "");
       }
       if (e.activity === "seal") return `head ${e.head.slice(0, 16)}… key ${e.key_id}`;
-      return `removed ${e.removed.join(", ")}`;
+      if (e.activity === "retention") return `removed ${e.removed.join(", ")}`;
+      return [e.target, e.dropped !== undefined ? `dropped=${e.dropped}` : undefined, e.message]
+        .filter(Boolean).join(" ");
   }
 }
 

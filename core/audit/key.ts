@@ -3,11 +3,21 @@
 // The same directory keeps the sealed head of each log (head-<log_id>.json) so that verify can
 // tell a log that was cut back to an earlier seal from a complete one.
 
-import { randomBytes } from "node:crypto";
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+} from "node:crypto";
+import { publicKeyId } from "./chain.ts";
 import { dirname, join, resolve } from "node:path";
 import { writeAllSync } from "./segments.ts";
 
 export const KEY_FILE = "audit.key";
+/** The Ed25519 signing key (PKCS#8 PEM, 0600) and its public key (SPKI PEM, 0644). */
+export const SIGN_KEY_FILE = "audit-sign.pem";
+export const PUBLIC_KEY_FILE = "audit-sign.pub.pem";
 
 export class AuditKeyError extends Error {}
 
@@ -93,5 +103,72 @@ export function readHead(keyFile: string, logId: string): SealedHead | null {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw new AuditKeyError(`cannot read sealed head for log ${logId}: ${(e as Error).message}`);
+  }
+}
+
+export interface SigningKey {
+  privateKey: KeyObject;
+  /** publicKeyId() of its public key. */
+  id: string;
+  publicPath: string;
+}
+
+/**
+ * Loads the Ed25519 signing key from `keyDir`, creating the pair on first use. The public key
+ * file can be given to anyone who verifies the log: it checks seals and cannot make them.
+ */
+export function loadOrCreateSigningKey(keyDir: string): SigningKey {
+  const dir = resolve(keyDir);
+  const path = join(dir, SIGN_KEY_FILE);
+  const publicPath = join(dir, PUBLIC_KEY_FILE);
+  try {
+    const { privateKey } = generateKeyPairSync("ed25519");
+    const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+    try {
+      writeAllSync(
+        f,
+        new TextEncoder().encode(privateKey.export({ type: "pkcs8", format: "pem" }) as string),
+      );
+      f.syncSync();
+    } finally {
+      f.close();
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) {
+      throw new AuditKeyError(`cannot create audit signing key ${path}: ${(e as Error).message}`);
+    }
+  }
+  let privateKey: KeyObject;
+  try {
+    const info = Deno.statSync(path);
+    if (info.mode !== null && (info.mode & 0o077) !== 0) {
+      throw new AuditKeyError(
+        `audit signing key ${path} has mode ${(info.mode & 0o777).toString(8)}; it must be 600`,
+      );
+    }
+    privateKey = createPrivateKey(Deno.readTextFileSync(path));
+    if (privateKey.asymmetricKeyType !== "ed25519") throw new Error("not an Ed25519 key");
+  } catch (e) {
+    if (e instanceof AuditKeyError) throw e;
+    throw new AuditKeyError(`cannot read audit signing key ${path}: ${(e as Error).message}`);
+  }
+  const publicKey = createPublicKey(privateKey);
+  const pem = publicKey.export({ type: "spki", format: "pem" }) as string;
+  let current: string | null = null;
+  try {
+    current = Deno.readTextFileSync(publicPath);
+  } catch { /* written below */ }
+  if (current !== pem) Deno.writeTextFileSync(publicPath, pem, { mode: 0o644 });
+  return { privateKey, id: publicKeyId(publicKey), publicPath };
+}
+
+/** Reads a public key file (SPKI PEM) for verification. */
+export function readPublicKey(path: string): { key: KeyObject; id: string } {
+  try {
+    const key = createPublicKey(Deno.readTextFileSync(path));
+    if (key.asymmetricKeyType !== "ed25519") throw new Error("not an Ed25519 public key");
+    return { key, id: publicKeyId(key) };
+  } catch (e) {
+    throw new AuditKeyError(`cannot read audit public key ${path}: ${(e as Error).message}`);
   }
 }

@@ -96,7 +96,7 @@ export class LandlockDenialReader {
           if (!opt.enableAudit) {
             throw new DenialReaderError(
               "kernel auditing is off, so Landlock denials are not reported " +
-                "(enable it with `auditctl -e 1` or let clawcage enable it)",
+                "(enable it with `auditctl -e 1`, or set the policy's audit.kernel_denials: enable)",
             );
           }
           await ctl.setEnabled(true);

@@ -1,6 +1,6 @@
 // Reading a log back: a directory of segments or a single segment file, record by record.
 
-import { basename } from "node:path";
+import { basename, join } from "node:path";
 import type { AuditRecord } from "./events.ts";
 import { listSegments, type SegmentRef, splitLines } from "./segments.ts";
 
@@ -30,9 +30,60 @@ export interface LocatedRecord {
 
 const decoder = new TextDecoder();
 
-/** Every parseable record at `path` in log order; unparseable and torn lines are skipped. */
+/**
+ * The logs at `path`: a log directory or one segment file (itself), or a directory whose
+ * subdirectories are logs, one per writer (e.g. one per agent of `clawcage service`).
+ */
+export function logsAt(path: string): string[] {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (e) {
+    throw new AuditReadError(`cannot read audit log ${path}: ${(e as Error).message}`);
+  }
+  if (!info.isDirectory) return [path];
+  try {
+    if (listSegments(path).length > 0) return [path];
+    const subs: string[] = [];
+    for (const e of Deno.readDirSync(path)) {
+      if (e.isDirectory && listSegments(join(path, e.name)).length > 0) {
+        subs.push(join(path, e.name));
+      }
+    }
+    return subs.length > 0 ? subs.sort() : [path];
+  } catch (e) {
+    throw new AuditReadError(`cannot list audit log ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Every parseable record at `path` in log order; unparseable and torn lines are skipped. Several
+ * logs (see logsAt) are merged by record time; `file` then names the log's directory too.
+ */
 export function* readRecords(path: string): Generator<LocatedRecord> {
-  for (const f of logFiles(path).files) yield* readSegment(f);
+  const logs = logsAt(path);
+  if (logs.length === 1) {
+    for (const f of logFiles(logs[0]).files) yield* readSegment(f);
+    return;
+  }
+  const heads = logs.map((dir) => {
+    const it = (function* () {
+      for (const f of logFiles(dir).files) {
+        for (const r of readSegment(f)) yield { ...r, file: `${basename(dir)}/${r.file}` };
+      }
+    })();
+    return { it, next: it.next() };
+  });
+  for (;;) {
+    let best: (typeof heads)[number] | null = null;
+    for (const h of heads) {
+      if (h.next.done) continue;
+      if (!best || h.next.value.record.time < best.next.value!.record.time) best = h;
+    }
+    if (!best || best.next.done) return;
+    yield best.next.value;
+    best.next = best.it.next();
+  }
 }
 
 export function* readSegment(f: SegmentRef, fromByte = 0): Generator<LocatedRecord> {

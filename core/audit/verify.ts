@@ -3,9 +3,9 @@
 // key, the sealed head kept in the key directory (which catches a log cut back to an earlier
 // seal). Stops at the first broken record and says where it is.
 
-import { GENESIS, keyId, lineHash, sealMacValid } from "./chain.ts";
+import { GENESIS, keyId, lineHash, sealMacValid, sealSignatureValid } from "./chain.ts";
 import type { AuditRecord } from "./events.ts";
-import { readHead, readKey } from "./key.ts";
+import { readHead, readKey, readPublicKey } from "./key.ts";
 import { AuditReadError, isRecord, logFiles } from "./read.ts";
 import { splitLines } from "./segments.ts";
 
@@ -36,7 +36,15 @@ export interface VerifyReport {
   last_seq: number | null;
   log_id: string | null;
   key_id: string | null;
-  seals: { verified: number; unchecked: number; last_sealed_seq: number | null };
+  /** The Ed25519 public key the seals' signatures were checked with (--pubkey). */
+  public_key_id: string | null;
+  seals: {
+    verified: number;
+    unchecked: number;
+    /** Seals whose Ed25519 signature was verified with the public key. */
+    signatures_verified: number;
+    last_sealed_seq: number | null;
+  };
   /** Records after the last seal: a writer still running, or one that crashed. */
   unsealed_tail: number;
   /** Whether the sealed head in the key directory was found and matched. */
@@ -47,14 +55,18 @@ export interface VerifyReport {
 
 export class VerifyError extends Error {}
 
-export function verifyLog(path: string, keyFile?: string): VerifyReport {
+/**
+ * `keyFile`: the HMAC key (checks the MACs; whoever has it could also make them).
+ * `publicKeyFile`: the Ed25519 public key (checks the signatures; cannot make them).
+ */
+export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string): VerifyReport {
   let key: Uint8Array | null = null;
-  if (keyFile) {
-    try {
-      key = readKey(keyFile);
-    } catch (e) {
-      throw new VerifyError((e as Error).message);
-    }
+  let pub: ReturnType<typeof readPublicKey> | null = null;
+  try {
+    if (keyFile) key = readKey(keyFile);
+    if (publicKeyFile) pub = readPublicKey(publicKeyFile);
+  } catch (e) {
+    throw new VerifyError((e as Error).message);
   }
   let files, single;
   try {
@@ -72,7 +84,8 @@ export function verifyLog(path: string, keyFile?: string): VerifyReport {
     last_seq: null,
     log_id: null,
     key_id: key ? keyId(key) : null,
-    seals: { verified: 0, unchecked: 0, last_sealed_seq: null },
+    public_key_id: pub?.id ?? null,
+    seals: { verified: 0, unchecked: 0, signatures_verified: 0, last_sealed_seq: null },
     unsealed_tail: 0,
     sealed_head: "not checked",
     broken: null,
@@ -194,8 +207,26 @@ export function verifyLog(path: string, keyFile?: string): VerifyReport {
             });
           }
           report.seals.verified++;
-        } else {
+        } else if (!pub) {
           report.seals.unchecked++;
+        }
+        if (pub) {
+          const why = e.sig === undefined
+            ? "is not signed"
+            : e.sig_key_id !== pub.id
+            ? `was signed with key ${e.sig_key_id}, not ${pub.id}`
+            : !logId || !sealSignatureValid(pub.key, logId, rec.seq, rec.time, e.head, e.sig)
+            ? "has a wrong signature: the chain up to it was forged or altered"
+            : null;
+          if (why) {
+            return stop({
+              kind: "seal",
+              ...at,
+              seq: rec.seq,
+              message: `seal seq ${rec.seq} ${why}`,
+            });
+          }
+          report.seals.signatures_verified++;
         }
         report.seals.last_sealed_seq = rec.seq;
         hashAt.set(rec.seq, hash);
@@ -248,8 +279,10 @@ export function verifyLog(path: string, keyFile?: string): VerifyReport {
         `recorded the crash and resumed the chain`,
     );
   }
-  if (key && logId && keyFile) {
-    const head = readHead(keyFile, logId);
+  // The sealed head lives in the key directory, next to the key files.
+  const headNextTo = keyFile ?? publicKeyFile;
+  if ((key || pub) && logId && headNextTo) {
+    const head = readHead(headNextTo, logId);
     if (!head) {
       report.sealed_head = "absent";
       report.notes.push(`no sealed head for log ${logId} next to the key`);
@@ -282,7 +315,11 @@ export function verifyLog(path: string, keyFile?: string): VerifyReport {
         `are chained but not sealed yet (a running or crashed writer)`,
     );
   }
-  if (!key) report.notes.push("seals were not checked: no key given (--key)");
+  if (!key && !pub) {
+    report.notes.push("seals were not checked: no key given (--key or --pubkey)");
+  } else if (!key) {
+    report.notes.push("seal MACs were not checked (no --key); signatures were");
+  }
   report.ok = true;
   return report;
 }

@@ -9,9 +9,15 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { type FileLock, tryLockExclusive } from "../../ffi/flock.ts";
-import { GENESIS, keyId, lineHash, recordLine, sealMac } from "./chain.ts";
+import { GENESIS, keyId, lineHash, recordLine, sealMac, sealSignature } from "./chain.ts";
 import type { AnyEvent, AuditEvent, AuditRecord, TornTail } from "./events.ts";
-import { loadOrCreateKey, type SealedHead, writeHead } from "./key.ts";
+import {
+  loadOrCreateKey,
+  loadOrCreateSigningKey,
+  type SealedHead,
+  type SigningKey,
+  writeHead,
+} from "./key.ts";
 import {
   listSegments,
   LOCK_FILE,
@@ -46,17 +52,32 @@ export interface AuditLogOptions {
   maxAgeMs?: number;
   /** Called once when the log fails. */
   onFailure?: (error: AuditFailedError) => void;
+  /** Called with every line queued (events, seals, segment headers): for export. */
+  onRecord?: (line: string, seq: number) => void;
+  /** Wall clock for record times (ms since the epoch); default Date.now. Tests inject jumps. */
+  clock?: () => number;
+  /**
+   * Backpressure: while more than this many bytes wait to be written (a producer that does not
+   * yield to the event loop, a slow disk), record() throws AuditBusyError. Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
 }
 
 /** The log cannot record any more: callers must stop the actions they would have recorded. */
 export class AuditFailedError extends Error {}
 
+/**
+ * This record was not taken: too much is waiting to be written. The log is still healthy; the
+ * caller must refuse the action (and may retry once the event loop has run).
+ */
+export class AuditBusyError extends Error {}
+
 /** Opening the log failed (in use by another writer, bad key, unreadable tail). */
 export class AuditOpenError extends Error {}
 
 type ResolvedOptions =
-  & Required<Omit<AuditLogOptions, "onFailure">>
-  & Pick<AuditLogOptions, "onFailure">;
+  & Required<Omit<AuditLogOptions, "onFailure" | "onRecord">>
+  & Pick<AuditLogOptions, "onFailure" | "onRecord">;
 
 type Control =
   | { rotate: SegmentRef }
@@ -82,13 +103,16 @@ export class AuditLog {
   #syncTimer: ReturnType<typeof setTimeout> | null = null;
   #sealTimer: ReturnType<typeof setInterval>;
   #unsynced = false;
+  /** Bytes of lines queued and not yet handed to the file (for backpressure). */
+  #queuedBytes = 0;
 
   #seq: number;
   #head: string;
   #sinceSeal = 0;
   #segment: SegmentRef;
   #segmentBytes = 0;
-  #segmentOpened = Date.now();
+  /** Monotonic (performance.now): a wall-clock jump neither rotates early nor late. */
+  #segmentOpened = performance.now();
   #segments: SegmentRef[];
 
   readonly dir: string;
@@ -96,6 +120,7 @@ export class AuditLog {
   readonly keyId: string;
   readonly #key: Uint8Array;
   readonly #keyFile: string;
+  readonly #signing: SigningKey;
   readonly #lock: FileLock;
   readonly #opt: ResolvedOptions;
   /** First record (seq, prev) of each segment this writer created, for retention records. */
@@ -104,7 +129,7 @@ export class AuditLog {
   private constructor(
     dir: string,
     opt: ResolvedOptions,
-    key: { key: Uint8Array; path: string },
+    key: { key: Uint8Array; path: string; signing: SigningKey },
     lock: FileLock,
     tail: Tail,
     segments: SegmentRef[],
@@ -115,6 +140,7 @@ export class AuditLog {
     this.#opt = opt;
     this.#key = key.key;
     this.#keyFile = key.path;
+    this.#signing = key.signing;
     this.keyId = keyId(key.key);
     this.#lock = lock;
     this.#seq = tail.seq;
@@ -133,6 +159,7 @@ export class AuditLog {
       ...(previous ? { previous_segment: previous } : {}),
       opened_because: "open",
       key_id: this.keyId,
+      sig_key_id: this.#signing.id,
       ...(tail.torn ? { recovered: tail.torn } : {}),
     });
     this.#seal();
@@ -157,6 +184,8 @@ export class AuditLog {
       rotateMs: 24 * 3600_000,
       maxFiles: 0,
       maxAgeMs: 0,
+      clock: Date.now,
+      maxQueuedBytes: 64 << 20,
       ...options,
     };
     const abs = resolve(dir);
@@ -167,7 +196,7 @@ export class AuditLog {
     }
     let key;
     try {
-      key = loadOrCreateKey(opt.keyDir, abs);
+      key = { ...loadOrCreateKey(opt.keyDir, abs), signing: loadOrCreateSigningKey(opt.keyDir) };
     } catch (e) {
       throw new AuditOpenError((e as Error).message);
     }
@@ -219,6 +248,13 @@ export class AuditLog {
   record(event: AuditEvent): number {
     if (this.#failed) throw this.#failed;
     if (this.#closed) throw new AuditFailedError(`audit log ${this.dir} is closed`);
+    if (this.#queuedBytes >= this.#opt.maxQueuedBytes) {
+      this.#schedule();
+      throw new AuditBusyError(
+        `audit log ${this.dir} cannot keep up: ${this.#queuedBytes} bytes wait to be written; ` +
+          `record refused`,
+      );
+    }
     this.#maybeRotate();
     const seq = this.#append(event);
     if (this.#sinceSeal >= this.#opt.sealEveryRecords) this.#seal();
@@ -258,17 +294,32 @@ export class AuditLog {
 
   #append(event: AnyEvent): number {
     const seq = ++this.#seq;
-    const line = recordLine({ seq, time: new Date().toISOString(), prev: this.#head, event });
+    const line = recordLine({ seq, time: this.#time(), prev: this.#head, event });
+    this.#exported(line, seq);
     this.#head = lineHash(line);
     this.#queue.push(line);
+    this.#queuedBytes += line.length + 1;
     this.#segmentBytes += line.length + 1;
     this.#sinceSeal++;
     return seq;
   }
 
+  /** Hands a queued line to the export hook; export trouble never affects the local log. */
+  #exported(line: string, seq: number): void {
+    if (!this.#opt.onRecord) return;
+    try {
+      this.#opt.onRecord(line, seq);
+    } catch { /* ignored */ }
+  }
+
+  #time(): string {
+    const t = this.#opt.clock();
+    return new Date(Number.isFinite(t) ? t : Date.now()).toISOString();
+  }
+
   #seal(): void {
     const seq = this.#seq + 1;
-    const time = new Date().toISOString();
+    const time = this.#time();
     const rec: AuditRecord = {
       seq,
       time,
@@ -280,12 +331,17 @@ export class AuditLog {
         key_id: this.keyId,
         head: this.#head,
         mac: sealMac(this.#key, this.logId, seq, time, this.#head),
+        sig_alg: "Ed25519",
+        sig_key_id: this.#signing.id,
+        sig: sealSignature(this.#signing.privateKey, this.logId, seq, time, this.#head),
       },
     };
     const line = recordLine(rec);
+    this.#exported(line, seq);
     this.#seq = seq;
     this.#head = lineHash(line);
     this.#queue.push(line);
+    this.#queuedBytes += line.length + 1;
     this.#segmentBytes += line.length + 1;
     this.#sinceSeal = 0;
     this.#queue.push({ head: { log_id: this.logId, seq, hash: this.#head, time } });
@@ -293,7 +349,7 @@ export class AuditLog {
 
   #maybeRotate(): void {
     const big = this.#segmentBytes >= this.#opt.rotateBytes;
-    const old = Date.now() - this.#segmentOpened >= this.#opt.rotateMs;
+    const old = performance.now() - this.#segmentOpened >= this.#opt.rotateMs;
     if (!big && !old) return;
     this.#seal();
     const previous = this.#segment;
@@ -301,7 +357,7 @@ export class AuditLog {
     this.#segments.push(ref);
     this.#segment = ref;
     this.#segmentBytes = 0;
-    this.#segmentOpened = Date.now();
+    this.#segmentOpened = performance.now();
     this.#queue.push({ rotate: ref });
     const headerSeq = this.#seq + 1;
     const headerPrev = this.#head;
@@ -314,6 +370,7 @@ export class AuditLog {
       previous_segment: previous.name,
       opened_because: "rotate",
       key_id: this.keyId,
+      sig_key_id: this.#signing.id,
     });
     this.#retention({ segment: ref.name, seq: headerSeq, prev: headerPrev });
   }
@@ -324,7 +381,7 @@ export class AuditLog {
     if (maxFiles <= 0 && maxAgeMs <= 0) return;
     const segs = this.#segments;
     let drop = 0;
-    const now = Date.now();
+    const now = this.#opt.clock();
     while (drop < segs.length - 1) {
       const tooMany = maxFiles > 0 && segs.length - drop > maxFiles;
       let tooOld = false;
@@ -379,6 +436,7 @@ export class AuditLog {
         while (this.#queue.length > 0 && !this.#failed) {
           const items = this.#queue;
           this.#queue = [];
+          this.#queuedBytes = 0;
           let batch: string[] = [];
           for (const item of items) {
             if (typeof item === "string") {
@@ -440,7 +498,7 @@ export class AuditLog {
   async #sync(): Promise<void> {
     if (!this.#unsynced || !this.#file || this.#opt.fsync === "none") return;
     this.#unsynced = false;
-    this.#lastSync = Date.now();
+    this.#lastSync = performance.now();
     try {
       await this.#file.syncData();
     } catch (e) {
@@ -451,7 +509,7 @@ export class AuditLog {
   #syncPerPolicy(): void {
     const p = this.#opt.fsync;
     if (p === "none" || p === "always" || !this.#unsynced) return;
-    const due = this.#lastSync + p.intervalMs - Date.now();
+    const due = this.#lastSync + p.intervalMs - performance.now();
     if (due <= 0) {
       this.#sync();
     } else if (this.#syncTimer === null) {

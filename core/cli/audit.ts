@@ -4,23 +4,26 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import type { AuditRecord } from "../audit/events.ts";
 import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
-import { KEY_FILE } from "../audit/key.ts";
+import { KEY_FILE, PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
-import { AuditReadError, logFiles, parseRecord, readRecords } from "../audit/read.ts";
-import { splitLines } from "../audit/segments.ts";
+import { AuditReadError, logFiles, logsAt, parseRecord, readRecords } from "../audit/read.ts";
+import { type SegmentRef, splitLines } from "../audit/segments.ts";
 import { VerifyError, verifyLog, type VerifyReport } from "../audit/verify.ts";
 import { UsageError } from "./common.ts";
 
 export const AUDIT_HELP = `Usage: clawcage audit COMMAND [options] [PATH]
 
-PATH is a log directory or one segment file (default: ${defaultAuditDir()}).
+PATH is a log directory, one segment file, or a directory of log directories (one per agent:
+verify checks each, query and tail merge them by time) (default: ${defaultAuditDir()}).
 
 Commands:
-  verify [--json] [--key FILE] [PATH]
+  verify [--json] [--key FILE] [--pubkey FILE] [PATH]
       check every hash link, sequence number and seal; report the first broken record with
       its file, line and seq. Exit 0 when intact, 1 when broken, 2 when it cannot be read.
-      --key FILE: the sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used only
-      when PATH is not given). Without a key the seals are not checked.
+      --key FILE: the HMAC sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used
+      only when PATH is not given). --pubkey FILE: the Ed25519 public key
+      (${PUBLIC_KEY_FILE} in the key directory; checks the seals' signatures and cannot make
+      them: give it to auditors). Without either the seals are not checked.
   tail [-f] [-n N] [--all] [--json] [PATH]
       the last N events (default 20); -f keeps following new ones.
   query [--since T] [--until T] [--type T]... [--decision D] [--sandbox S] [--host GLOB]
@@ -82,6 +85,7 @@ function verifyCommand(args: string[]): number {
   const { values, positionals } = parse(args, {
     json: { type: "boolean" },
     key: { type: "string" },
+    pubkey: { type: "string" },
   });
   if (values.help) {
     console.log(AUDIT_HELP);
@@ -90,20 +94,27 @@ function verifyCommand(args: string[]): number {
   const given = onePath(positionals);
   const path = given ?? defaultAuditDir();
   let keyFile = values.key as string | undefined;
-  if (!keyFile && !given) {
+  let pubFile = values.pubkey as string | undefined;
+  if (!keyFile && !pubFile && !given) {
     const k = join(defaultKeyDir(), KEY_FILE);
     if (exists(k)) keyFile = k;
+    const p = join(defaultKeyDir(), PUBLIC_KEY_FILE);
+    if (exists(p)) pubFile = p;
   }
-  let report: VerifyReport;
+  // A directory of logs (one per agent) is verified log by log.
+  const reports: VerifyReport[] = [];
   try {
-    report = verifyLog(path, keyFile);
+    for (const log of logsAt(path)) reports.push(verifyLog(log, keyFile, pubFile));
   } catch (e) {
-    if (e instanceof VerifyError) throw new UsageError(e.message);
+    if (e instanceof VerifyError || e instanceof AuditReadError) throw new UsageError(e.message);
     throw e;
   }
-  if (values.json) console.log(JSON.stringify(report, null, 2));
-  else printReport(report);
-  return report.ok ? 0 : 1;
+  if (values.json) {
+    console.log(JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2));
+  } else {
+    for (const r of reports) printReport(r);
+  }
+  return reports.every((r) => r.ok) ? 0 : 1;
 }
 
 function printReport(r: VerifyReport): void {
@@ -115,9 +126,14 @@ function printReport(r: VerifyReport): void {
         `${b.kind}: ${b.message}`,
     );
   } else {
-    const seals = r.key_id
-      ? `${r.seals.verified} seals verified with key ${r.key_id}` +
-        (r.sealed_head === "match" ? ", sealed head matches" : "")
+    const checked = [
+      r.key_id ? `${r.seals.verified} seals verified with key ${r.key_id}` : null,
+      r.public_key_id
+        ? `${r.seals.signatures_verified} signatures verified with public key ${r.public_key_id}`
+        : null,
+    ].filter(Boolean).join(", ");
+    const seals = checked
+      ? checked + (r.sealed_head === "match" ? ", sealed head matches" : "")
       : `${r.seals.unchecked} seals NOT checked (no key)`;
     console.log(
       `intact: ${r.path}: ${r.files} file(s), ${r.records} records (${range}), ${seals}`,
@@ -205,15 +221,36 @@ async function tailCommand(args: string[]): Promise<number> {
   const filter: Filter = { all: values.all as boolean | undefined };
   const json = values.json as boolean | undefined;
   try {
+    const logs = logsAt(path);
+    if (values.follow && logs.length > 1) {
+      throw new UsageError(
+        `tail -f follows one log; ${path} holds ${logs.length}: ${logs.join(", ")}`,
+      );
+    }
     const last: AuditRecord[] = [];
-    for (const { record } of readRecords(path)) {
-      if (!matches(record, filter)) continue;
+    const keep = (record: AuditRecord) => {
+      if (!matches(record, filter)) return;
       last.push(record);
       if (last.length > n) last.shift();
+    };
+    if (!values.follow) {
+      for (const { record } of readRecords(path)) keep(record);
+      for (const r of last) print(r, json);
+      return 0;
+    }
+    // Following: remember exactly where the first read ended, so that nothing written in
+    // between is skipped or printed twice.
+    let at: FollowFrom = { segment: null, offset: 0 };
+    for (const f of logFiles(path).files) {
+      const { lines, goodBytes } = splitLines(readFrom(f.path, 0));
+      for (const l of lines) {
+        const r = parseRecord(l);
+        if (r) keep(r);
+      }
+      at = { segment: f, offset: goodBytes };
     }
     for (const r of last) print(r, json);
-    if (!values.follow) return 0;
-    await follow(path, filter, json);
+    await follow(path, filter, json, at);
     return 0;
   } catch (e) {
     if (e instanceof AuditReadError) throw new UsageError(e.message);
@@ -222,12 +259,22 @@ async function tailCommand(args: string[]): Promise<number> {
 }
 
 /** Polls the newest segment for complete new lines, moving on when a newer segment appears. */
-async function follow(path: string, filter: Filter, json?: boolean): Promise<never> {
-  let files = logFiles(path).files;
-  let current = files.at(-1);
-  let offset = current ? Deno.statSync(current.path).size : 0;
-  // Start after the last complete line: a torn end is not printed until it is complete.
-  if (current) offset = splitLines(Deno.readFileSync(current.path)).goodBytes;
+interface FollowFrom {
+  /** The segment the first read ended in (null: the log had none yet). */
+  segment: SegmentRef | null;
+  /** Bytes of it already read: up to its last complete line (a torn end waits). */
+  offset: number;
+}
+
+async function follow(
+  path: string,
+  filter: Filter,
+  json: boolean | undefined,
+  from: FollowFrom,
+): Promise<never> {
+  let files: SegmentRef[];
+  let current = from.segment ?? undefined;
+  let offset = from.offset;
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
     if (current) {

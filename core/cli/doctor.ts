@@ -6,6 +6,9 @@ import { geteuid } from "../../ffi/libc.ts";
 import { libraryVersion } from "../../ffi/seccomp.ts";
 import { systemProgram } from "../self.ts";
 import { printJson, UsageError } from "./common.ts";
+import { auditChecks } from "../audit/doctor_checks.ts";
+import { auditSettings } from "../audit/settings.ts";
+import { loadPolicyFile, PolicyError } from "../policy/load.ts";
 
 export type CheckStatus = "ok" | "missing" | "warn";
 export interface Check {
@@ -162,14 +165,31 @@ export function summarize(checks: Check[]): string {
   return "Landlock missing: only policies with landlock.compatibility: best_effort will run";
 }
 
-export function doctorCommand(args: string[]): Promise<number> {
+export async function doctorCommand(args: string[]): Promise<number> {
   let json = false;
+  let policyPath: string | undefined;
   try {
-    json = parseArgs({ args, options: { json: { type: "boolean" } } }).values.json ?? false;
+    const { values } = parseArgs({
+      args,
+      options: { json: { type: "boolean" }, policy: { type: "string", short: "p" } },
+    });
+    json = values.json ?? false;
+    policyPath = values.policy;
   } catch (e) {
-    throw new UsageError(`${(e as Error).message} (usage: clawcage doctor [--json])`);
+    throw new UsageError(
+      `${(e as Error).message} (usage: clawcage doctor [--json] [--policy FILE])`,
+    );
+  }
+  let policy;
+  try {
+    policy = policyPath ? await loadPolicyFile(policyPath) : undefined;
+  } catch (e) {
+    if (e instanceof PolicyError) throw new UsageError(e.message);
+    throw e;
   }
   const checks = runChecks();
+  // The audit trail as `clawcage run` would write it (with --policy: as that policy says).
+  checks.push(...await auditChecks(auditSettings(policy?.audit)));
   const summary = summarize(checks);
   const failed = checks.some((c) => c.status === "missing");
   if (json) {
@@ -182,5 +202,5 @@ export function doctorCommand(args: string[]): Promise<number> {
     }
     console.log(`\n${summary}`);
   }
-  return Promise.resolve(failed ? 1 : 0);
+  return failed ? 1 : 0;
 }

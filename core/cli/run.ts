@@ -11,6 +11,8 @@ import {
   runSandbox,
 } from "../sandbox/supervisor.ts";
 import { UnknownPrincipalError } from "../sandbox/users.ts";
+import { AuditSetupError, protectAuditDirs, RunAudit } from "../audit/run_audit.ts";
+import { auditSettings } from "../audit/settings.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
 
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
@@ -25,13 +27,27 @@ Options:
                       (the agent otherwise gets only PATH, HOME, USER, TERM, LANG, TZ)
       --rootless      run without namespaces (Landlock + seccomp only); implied when not root
                       only if given: without root and without this flag, run refuses
+      --audit-dir DIR write the audit trail to DIR (default: the policy's audit.log_dir, else
+                      /var/log/clawcage/audit as root, ~/.local/state/clawcage/audit otherwise)
+      --no-audit      write no audit trail (otherwise the agent does not start without one)
   -q, --quiet         do not print the sandbox line on stderr
   -h, --help          show this help
 
 Exit status: the agent's (128+N when killed by signal N); 125 when the sandbox could not be
-built, 126 when the command cannot be executed, 127 when it is not found.`;
+built or the audit trail could not be written (the agent is then stopped at once), 126 when
+the command cannot be executed, 127 when it is not found.`;
 
-const VALUE_OPTIONS = new Set(["-p", "--policy", "-w", "--workdir", "-e", "--env", "-u", "--user"]);
+const VALUE_OPTIONS = new Set([
+  "-p",
+  "--policy",
+  "-w",
+  "--workdir",
+  "-e",
+  "--env",
+  "-u",
+  "--user",
+  "--audit-dir",
+]);
 
 /** Index of `--` or of the first word that is not an option: the agent's command starts there. */
 function commandStart(args: string[]): number {
@@ -73,14 +89,36 @@ export async function runCommand(args: string[]): Promise<number> {
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
-    if (!values.quiet) console.error(describeLayers(plan));
-    return await runSandbox(plan);
+    const layers = describeLayers(plan);
+    if (!values.quiet) console.error(layers);
+    const settings = auditSettings(policy.audit, {
+      dir: values["audit-dir"],
+      disabled: values["no-audit"],
+    });
+    if (settings.enabled) protectAuditDirs(plan, settings);
+    const audit = await RunAudit.open(settings, {
+      policyPath,
+      policySha256: await sha256File(policyPath),
+      plan,
+      layers: layers.replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [],
+      verbose: !values.quiet,
+    });
+    let code = SETUP_FAILED;
+    try {
+      code = await runSandbox(plan, audit.hooks);
+    } finally {
+      code = await audit.finish(code);
+    }
+    return code;
   } catch (e) {
     if (e instanceof PolicyError) {
       console.error(e.message);
       return SETUP_FAILED;
     }
-    if (e instanceof PlanError || e instanceof HostError || e instanceof UnknownPrincipalError) {
+    if (
+      e instanceof PlanError || e instanceof HostError || e instanceof UnknownPrincipalError ||
+      e instanceof AuditSetupError
+    ) {
       throw new UsageError(e.message, SETUP_FAILED);
     }
     throw e;
@@ -97,6 +135,8 @@ export async function runCommand(args: string[]): Promise<number> {
           user: { type: "string", short: "u" },
           env: { type: "string", short: "e", multiple: true },
           rootless: { type: "boolean" },
+          "audit-dir": { type: "string" },
+          "no-audit": { type: "boolean" },
           quiet: { type: "boolean", short: "q" },
           help: { type: "boolean", short: "h" },
         },
@@ -105,4 +145,10 @@ export async function runCommand(args: string[]): Promise<number> {
       throw new UsageError(`${(e as Error).message} (see clawcage run --help)`);
     }
   }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const bytes = await Deno.readFile(path);
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Buffer.from(digest).toString("hex");
 }

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
 import { seccompSection } from "./seccomp_section.ts";
+import { auditPolicy } from "./audit_section.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -62,6 +63,7 @@ export const policySchema = z.strictObject({
   }).optional(),
   privacy: privacyPolicy.optional(),
   seccomp: seccompSection.optional(),
+  audit: auditPolicy.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;

@@ -28,6 +28,10 @@ export interface StagePlan {
   forwardInterrupts: boolean;
   /** System calls the policy's seccomp section denies on top of the built-in profile. */
   denySyscalls?: string[];
+  /** Directories replaced by an empty read-only tmpfs (mode 000): the audit log and key. */
+  hiddenDirs?: string[];
+  /** Set by the supervisor: where the stage reports the agent's pid and exit status. */
+  statusFile?: string;
 }
 
 export class PlanError extends Error {}

@@ -4,8 +4,14 @@ const NUMBERS: Record<string, number> = {
   SIGHUP: 1,
   SIGINT: 2,
   SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
   SIGKILL: 9,
   SIGUSR1: 10,
+  SIGSEGV: 11,
   SIGUSR2: 12,
   SIGPIPE: 13,
   SIGALRM: 14,
@@ -13,7 +19,10 @@ const NUMBERS: Record<string, number> = {
   SIGCHLD: 17,
   SIGCONT: 18,
   SIGSTOP: 19,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
   SIGWINCH: 28,
+  SIGSYS: 31,
 };
 
 export function signalNumber(name: string): number {

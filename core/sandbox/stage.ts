@@ -8,6 +8,7 @@ import { loadFilter } from "../../ffi/seccomp.ts";
 import { agentFilter } from "./seccomp_profile.ts";
 import { beneathAny, type StagePlan } from "./plan.ts";
 import { signalNumber } from "./signals.ts";
+import { StatusWriter } from "./agent_status.ts";
 
 export const STAGE_PLAN_ENV = "CLAWCAGE_STAGE_PLAN";
 
@@ -30,7 +31,11 @@ export async function stageMain(): Promise<number> {
   }
   Deno.env.delete(STAGE_PLAN_ENV);
   let agentPid: number;
+  let status: StatusWriter;
   try {
+    // Opened (and unlinked) before the mounts and Landlock: the supervisor's channel for the
+    // agent's pid and exit status.
+    status = new StatusWriter(plan.statusFile);
     if (plan.namespaces) setupNamespaces(plan);
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
     const landlockRuleset = prepareLandlock(plan);
@@ -48,6 +53,7 @@ export async function stageMain(): Promise<number> {
     // Descriptors inherited from whoever started clawcage must not reach the agent.
     libc.cloexecFrom(3);
     agentPid = startAgent(plan);
+    status.report({ agent: "start", pid: agentPid });
   } catch (e) {
     const code = e instanceof StageError ? e.exitCode : EXIT.SETUP_FAILED;
     const prefix = e instanceof StageError ? "clawcage: " : "clawcage: sandbox setup failed: ";
@@ -55,7 +61,7 @@ export async function stageMain(): Promise<number> {
     return code;
   }
   forwardSignals(plan, agentPid);
-  return await superviseAgent(plan, agentPid);
+  return await superviseAgent(plan, agentPid, status);
 }
 
 function isDirectory(path: string): boolean {
@@ -81,6 +87,10 @@ function setupNamespaces(plan: StagePlan): void {
   const nosuidNodev = libc.MS.NOSUID | libc.MS.NODEV;
   for (const dir of plan.privateDirs) {
     libc.mount("tmpfs", dir, "tmpfs", nosuidNodev, dir === "/run" ? "mode=0755" : "mode=1777");
+  }
+  // The supervisor's own state (audit log and key): an empty, read-only, mode 000 tmpfs.
+  for (const dir of plan.hiddenDirs ?? []) {
+    libc.mount("tmpfs", dir, "tmpfs", nosuidNodev | libc.MS.NOEXEC | libc.MS.RDONLY, "mode=000");
   }
   for (const k of kept) {
     if (k.dir) Deno.mkdirSync(k.path, { recursive: true });
@@ -217,12 +227,17 @@ function forwardSignals(plan: StagePlan, agentPid: number): void {
   }
 }
 
-async function superviseAgent(plan: StagePlan, agentPid: number): Promise<number> {
+async function superviseAgent(
+  plan: StagePlan,
+  agentPid: number,
+  status: StatusWriter,
+): Promise<number> {
   // As PID 1 of the namespace the stage reaps every orphan; rootless it is a child subreaper.
   for (;;) {
     const r = await libc.waitpid(-1);
     if (r === null) return EXIT.SETUP_FAILED;
     if (r.pid !== agentPid) continue;
+    status.report({ agent: "exit", pid: r.pid, code: r.code, signal: r.signal });
     const code = r.code ?? 128 + (r.signal ?? 0);
     // With a PID namespace the kernel kills whatever is left when PID 1 exits. Rootless, the
     // stage kills the agent's leftover descendants (reparented to it) itself.

@@ -10,6 +10,7 @@ import type { HostView, StagePlan } from "./plan.ts";
 import { agentFilter } from "./seccomp_profile.ts";
 import { signalNumber } from "./signals.ts";
 import { STAGE_PLAN_ENV } from "./stage.ts";
+import { type SandboxHooks, watchSandbox } from "./watch.ts";
 
 export class HostError extends Error {}
 
@@ -89,8 +90,11 @@ export function preflight(plan: StagePlan): void {
   }
 }
 
-/** Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N). */
-export async function runSandbox(plan: StagePlan): Promise<number> {
+/**
+ * Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N).
+ * `hooks` hear of the stage and the agent (audit) and can stop the sandbox at once (fail closed).
+ */
+export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Promise<number> {
   const setpriv = systemProgram("setpriv")!;
   // setpriv sets PR_SET_PDEATHSIG before executing the next program: if the supervisor dies,
   // the kernel kills unshare, whose --kill-child kills the stage (PID 1), which takes the
@@ -116,14 +120,16 @@ export async function runSandbox(plan: StagePlan): Promise<number> {
   const argv = [...prefix, ...namespaces, ...selfCommand(["__stage"])];
   // Descriptors our caller leaked to us (opened without O_CLOEXEC) stop here.
   libc.cloexecFrom(3);
+  const watch = watchSandbox(plan, hooks);
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     clearEnv: true,
-    env: { ...selfEnv(), [STAGE_PLAN_ENV]: JSON.stringify(plan) },
+    env: { ...selfEnv(), [STAGE_PLAN_ENV]: JSON.stringify({ ...plan, ...watch.planFields }) },
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
+  watch.started(child.pid);
 
   const stagePid = () => {
     if (!plan.namespaces) return child.pid;
@@ -152,6 +158,7 @@ export async function runSandbox(plan: StagePlan): Promise<number> {
     listeners.push([sig, handler]);
   }
   const status = await child.status;
+  watch.finished();
   for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
   if (status.signal !== null) return 128 + signalNumber(status.signal);
   return status.code;

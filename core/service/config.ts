@@ -64,7 +64,7 @@ export const serviceConfigSchema = z.strictObject({
   runtime_dir: z.string().min(1).default(DEFAULT_RUNTIME_DIR),
   /** State (the router's HMAC key). */
   state_dir: z.string().min(1).default(DEFAULT_STATE_DIR),
-  /** Audit log directory or file: `clawcage status` counts its denials of the last hour. */
+  /** Root of the agents' audit logs (one directory per agent; default: the default audit dir). */
   audit_log: z.string().min(1).optional(),
   restart: restartSchema.default({
     initial_delay_ms: 1000,

@@ -2,6 +2,8 @@
 // `clawcage run` child, and the privacy router; reloads on SIGHUP; answers status queries.
 
 import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { defaultAuditDir } from "../audit/paths.ts";
 import { selfCommand, selfEnv } from "../self.ts";
 import { loadPolicyFile } from "../policy/load.ts";
 import { Child, type ChildSpec, type ChildStatus } from "./child.ts";
@@ -48,8 +50,17 @@ interface Entry {
   policyHash: string;
 }
 
-export function agentSpec(name: string, a: AgentConfig): ChildSpec {
+/**
+ * Each agent writes its own audit log (one writer per log directory): `<audit root>/<agent>`,
+ * where the root is the configuration's `audit_log`, else the default audit directory.
+ */
+export function agentAuditDir(auditLog: string | undefined, name: string): string {
+  return join(auditLog ?? defaultAuditDir(), name);
+}
+
+export function agentSpec(name: string, a: AgentConfig, auditLog?: string): ChildSpec {
   const args = ["run", "--policy", a.policy, "--workdir", a.workdir];
+  args.push("--audit-dir", agentAuditDir(auditLog, name));
   if (a.user !== undefined) args.push("--user", String(a.user));
   if (a.rootless) args.push("--rootless");
   // Values travel in the environment (`-e NAME` passes it through), never on a command line.
@@ -116,7 +127,7 @@ export class Service {
   }
 
   async #addAgent(name: string, a: AgentConfig): Promise<void> {
-    const spec = agentSpec(name, a);
+    const spec = agentSpec(name, a, this.config.audit_log);
     const child = new Child(spec, this.config.restart, this.log);
     this.#agents.set(name, {
       child,
@@ -169,7 +180,7 @@ export class Service {
         continue;
       }
       entry.child.setBackoff(next.restart);
-      if (JSON.stringify(agentSpec(name, a)) !== entry.key) {
+      if (JSON.stringify(agentSpec(name, a, this.config.audit_log)) !== entry.key) {
         await entry.child.stop();
         this.#agents.delete(name);
         await this.#addAgent(name, a);
@@ -247,7 +258,7 @@ export class Service {
           backends: this.#router.backends,
         }
         : null,
-      denials_last_hour: countDenials(this.config.audit_log, now - 3600_000),
+      denials_last_hour: countDenials(this.config.audit_log ?? defaultAuditDir(), now - 3600_000),
       last_reload: this.#lastReload,
     };
   }

@@ -5,6 +5,7 @@ const BENCHES: Record<string, string> = {
   audit: "./audit_throughput.ts",
   appliance: "./appliance.ts",
   policy: "./policy_decide.ts",
+  "audit-export": "./audit_export.ts",
 };
 
 const [name, ...rest] = Deno.args;

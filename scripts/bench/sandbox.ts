@@ -49,7 +49,13 @@ const peers: Peer[] = [
   {
     name: "clawcage (deno run from source)",
     wrap: (cmd) => selfCommand(["run", "-q", "--policy", policy, "-w", work, "--", ...cmd]),
-    note: "supervisor and stage both start Deno from TypeScript sources",
+    note: "supervisor and stage both start Deno from TypeScript sources; audit trail on",
+  },
+  {
+    name: "clawcage --no-audit",
+    wrap: (cmd) =>
+      selfCommand(["run", "-q", "--no-audit", "--policy", policy, "-w", work, "--", ...cmd]),
+    note: "the same without the audit trail (its cost at start: open, fsync, kernel readers)",
   },
   {
     name: "bubblewrap",

@@ -1,7 +1,7 @@
 // Shared by the audit tests: a log written by the real writer in a fresh temporary directory.
 
 import { join } from "node:path";
-import type { AuditEvent } from "../../core/audit/events.ts";
+import type { HttpActivity } from "../../core/audit/events.ts";
 import { AuditLog, type AuditLogOptions } from "../../core/audit/writer.ts";
 
 export interface TempLog {
@@ -17,7 +17,7 @@ export function tempLog(): TempLog {
   return { root, dir: join(root, "log"), keyDir, keyFile: join(keyDir, "audit.key") };
 }
 
-export function httpEvent(i: number): AuditEvent {
+export function httpEvent(i: number): HttpActivity {
   return {
     class: "http",
     activity: "request",

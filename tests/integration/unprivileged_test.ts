@@ -22,14 +22,20 @@ const skip = !isRoot
   : null;
 
 async function asNobody(args: string[]) {
-  const home = await Deno.makeTempDir();
+  // Not under /tmp, which the default policy grants (rootless, the real /tmp): the audit trail
+  // goes to $HOME/.local/state, which a rootless run refuses to leave inside a granted path;
+  // likewise the working directory is a project directory below $HOME, not $HOME.
+  const home = await Deno.makeTempDir({ dir: "/var/tmp" });
   await Deno.chown(home, 65534, 65534);
+  const work = `${home}/work`;
+  await Deno.mkdir(work);
+  await Deno.chown(work, 65534, 65534);
   const argv = selfCommand(args);
   const out = await new Deno.Command(setpriv!, {
     args: ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv],
     env: { DENO_DIR: `${home}/deno`, HOME: home },
     clearEnv: true,
-    cwd: home,
+    cwd: work,
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -1,0 +1,354 @@
+// `clawcage run` writes its audit trail: what it records, and that it fails closed (refuses to
+// start, or stops the sandbox) when the log cannot be written. Real supervisor, real sandbox.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { AuditRecord, ProcessActivity } from "../../core/audit/events.ts";
+import { readRecords } from "../../core/audit/read.ts";
+import { verifyLog } from "../../core/audit/verify.ts";
+import { AuditLog } from "../../core/audit/writer.ts";
+import { cli } from "../helpers/cli.ts";
+import { readLines } from "./helpers.ts";
+import { sandboxSkipReason } from "../helpers/host.ts";
+
+const skip = sandboxSkipReason();
+const test = (name: string, fn: () => Promise<void>) =>
+  Deno.test({
+    name: `audit run: ${name}${skip ? ` (skipped: ${skip})` : ""}`,
+    ignore: skip !== null,
+    fn,
+  });
+
+interface Env {
+  root: string;
+  log: string;
+  key: string;
+  policy: string;
+}
+
+/** A temp dir with a policy whose audit section points into it (log and key directories). */
+function setup(extraAudit = "", fsExtra = "", base?: string): Env {
+  const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-run-", dir: base });
+  const log = join(root, "log");
+  const key = join(root, "key");
+  const policy = join(root, "policy.yaml");
+  Deno.writeTextFileSync(
+    policy,
+    `version: 1
+filesystem_policy:
+  include_workdir: false
+  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc${fsExtra}]
+  read_write: [/tmp, /dev/null]
+process:
+  run_as_user: nobody
+audit:
+  log_dir: ${log}
+  key_dir: ${key}
+${extraAudit}`,
+  );
+  return { root, log, key, policy };
+}
+
+function records(dir: string): AuditRecord[] {
+  return [...readRecords(dir)].map((r) => r.record);
+}
+
+function processEvents(rs: AuditRecord[], role: string): ProcessActivity[] {
+  return rs.map((r) => r.event).filter((e): e is ProcessActivity =>
+    e.class === "process" && e.process.role === role
+  );
+}
+
+async function sha256(path: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Buffer.from(d).toString("hex");
+}
+
+const run = (e: Env, script: string, extra: string[] = []) =>
+  cli(["run", "-p", e.policy, "-w", "/tmp", ...extra, "--", "/bin/sh", "-c", script]);
+
+test("records the policy load, sandbox and agent start and exit, and shutdown", async () => {
+  const e = setup();
+  try {
+    // The agent lives long enough for the supervisor to see its host pid (an agent that exits
+    // within milliseconds is recorded with its pid inside the sandbox only).
+    const r = await run(e, "echo hello; sleep 0.3; exit 7");
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.stdout, "hello\n");
+    assert.match(r.stderr, /clawcage: audit: .*\/log \(sandbox sb-[0-9a-f]{12}\)/);
+    const rs = records(e.log);
+    const sandbox = /sandbox (sb-[0-9a-f]+)/.exec(r.stderr)![1];
+    const load = rs.find((x) => x.event.class === "config")!.event;
+    assert.deepEqual(load, {
+      class: "config",
+      activity: "load",
+      config: { name: e.policy, sha256: await sha256(e.policy) },
+      sandbox,
+    });
+    const [sbStart, sbEnd] = processEvents(rs, "sandbox");
+    assert.equal(sbStart.activity, "launch");
+    assert.ok(sbStart.sandbox_info?.layers.some((l) => l.startsWith("landlock(")));
+    assert.equal(sbStart.sandbox_info?.user, "nobody(65534:65534)");
+    assert.equal(sbEnd.activity, "terminate");
+    assert.equal(sbEnd.process.exit_code, 7);
+    const [agentStart, agentEnd] = processEvents(rs, "agent");
+    assert.equal(agentStart.activity, "launch");
+    assert.deepEqual(agentStart.process.argv, ["/bin/sh", "-c", "echo hello; sleep 0.3; exit 7"]);
+    assert.equal(agentStart.process.uid, 65534);
+    assert.ok(agentStart.process.pid! > 1, "host pid");
+    assert.ok(agentStart.process.ns_pid! >= 1, "pid inside the sandbox");
+    assert.equal(agentEnd.process.exit_code, 7);
+    assert.equal(agentEnd.process.pid, agentStart.process.pid);
+    const [sup] = processEvents(rs, "supervisor");
+    assert.equal(sup.activity, "terminate");
+    assert.equal(sup.process.exit_code, 7);
+    // Every event of the run carries the sandbox id; the log verifies with the key.
+    for (const x of rs) if (x.event.class !== "audit") assert.equal(x.event.sandbox, sandbox);
+    const v = verifyLog(e.log, join(e.key, "audit.key"));
+    assert.equal(v.broken, null);
+    assert.equal(v.unsealed_tail, 0);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("an agent killed by a signal: the record names the signal", async () => {
+  const e = setup();
+  try {
+    const r = await run(e, "kill -SEGV $$");
+    assert.equal(r.code, 139, r.stderr);
+    const [, end] = processEvents(records(e.log), "agent");
+    assert.equal(end.process.signal, "SIGSEGV");
+    assert.equal(end.process.exit_code, undefined);
+    // The agent itself exiting 139 is told apart from a SIGSEGV.
+    const r2 = await run(e, "exit 139");
+    assert.equal(r2.code, 139);
+    const ends = processEvents(records(e.log), "agent").filter((x) => x.activity === "terminate");
+    assert.equal(ends.at(-1)!.process.exit_code, 139);
+    assert.equal(ends.at(-1)!.process.signal, undefined);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("--no-audit writes nothing; --audit-dir overrides the policy", async () => {
+  const e = setup();
+  try {
+    const r = await run(e, "true", ["--no-audit"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.throws(() => Deno.statSync(e.log), Deno.errors.NotFound);
+    const other = join(e.root, "other");
+    const r2 = await run(e, "true", ["-q", "--audit-dir", other]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.ok(records(other).some((x) => x.event.class === "process"));
+    assert.throws(() => Deno.statSync(e.log), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("a read-only log directory: the agent does not start (one line, exit 125)", async () => {
+  const e = setup();
+  const marker = join(e.root, "ran");
+  Deno.mkdirSync(e.log);
+  // A read-only bind mount: even root cannot write there.
+  const mount = (args: string[]) => new Deno.Command("mount", { args }).outputSync();
+  assert.ok(mount(["--bind", e.log, e.log]).success);
+  try {
+    assert.ok(mount(["-o", "remount,bind,ro", e.log]).success);
+    const r = await cli([
+      "run",
+      "-q",
+      "-p",
+      e.policy,
+      "-w",
+      "/tmp",
+      "--",
+      "/bin/sh",
+      "-c",
+      `touch ${marker}`,
+    ]);
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^clawcage: cannot .*Read-only file system.*refusing to start the agent/,
+    );
+    assert.throws(() => Deno.statSync(marker), Deno.errors.NotFound);
+  } finally {
+    new Deno.Command("umount", { args: ["-l", e.log] }).outputSync();
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("the log held by another writer: the agent does not start (exit 125)", async () => {
+  const e = setup();
+  const other = await AuditLog.open(e.log, { keyDir: e.key });
+  try {
+    const r = await run(e, `touch ${join(e.root, "ran")}`, ["-q"]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /^clawcage: audit log .* is in use by another writer/);
+    assert.match(r.stderr, /refusing to start the agent/);
+    assert.throws(() => Deno.statSync(join(e.root, "ran")), Deno.errors.NotFound);
+  } finally {
+    await other.close();
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("the sandbox cannot see or touch the log and key directories, even under a grant", async () => {
+  // The policy grants the whole temp dir (which holds log/ and key/) read-only.
+  const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-run-", dir: "/srv" });
+  Deno.chmodSync(root, 0o755);
+  const e = setup("", `, ${root}`);
+  // The audit directories go under the granted dir, and the agent runs as (capability-less)
+  // root, the owner of both: only hiding them keeps it out, not file modes.
+  const log = join(root, "log"), key = join(root, "key");
+  Deno.writeTextFileSync(
+    e.policy,
+    Deno.readTextFileSync(e.policy).replace(e.log, log).replace(e.key, key)
+      .replace("run_as_user: nobody", "run_as_user: root"),
+  );
+  try {
+    const script = [
+      `grep -c " ${log} .*tmpfs" /proc/self/mountinfo`,
+      `grep -c " ${key} .*tmpfs" /proc/self/mountinfo`,
+      `ls -A ${log} 2>&1 || true`,
+      `cat ${log}/audit-000001.jsonl 2>&1 || true`,
+      `cat ${key}/audit.key 2>&1 || true`,
+      `echo forged >> ${log}/audit-000001.jsonl 2>&1 || true`,
+      `rm -f ${log}/audit-000001.jsonl 2>&1 || true`,
+    ].join("; ");
+    const r = await run(e, script, ["-q"]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    assert.equal(lines[0], "1", "the log dir is covered by a tmpfs inside the sandbox");
+    assert.equal(lines[1], "1", "the key dir is covered by a tmpfs inside the sandbox");
+    const keyHex = Deno.readTextFileSync(join(key, "audit.key")).trim();
+    assert.ok(!r.stdout.includes(keyHex), "the key leaked");
+    assert.ok(!r.stdout.includes('"seq"'), "a log record leaked");
+    assert.match(r.stdout, /Permission denied|Read-only|No such file/);
+    const v = verifyLog(log, join(key, "audit.key"));
+    assert.equal(v.broken, null, JSON.stringify(v.broken));
+    // (The agent's command line, recorded in the log, mentions "forged"; no line is that text.)
+    assert.ok(!readLines(join(log, "audit-000001.jsonl")).includes("forged"));
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("rootless: a granted workdir that contains the log directory is refused", async () => {
+  // Not under /tmp, which the policy grants.
+  const e = setup("", "", "/var/tmp");
+  Deno.chmodSync(e.root, 0o755);
+  Deno.writeTextFileSync(
+    e.policy,
+    Deno.readTextFileSync(e.policy).replace("include_workdir: false", "include_workdir: true"),
+  );
+  try {
+    const inside = join(e.root, "inside");
+    const r = await cli([
+      "run",
+      "-q",
+      "--rootless",
+      "-p",
+      e.policy,
+      "-w",
+      e.root,
+      "--audit-dir",
+      inside,
+      "--",
+      "/bin/true",
+    ]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /audit log directory .*inside is inside .*rootless mode cannot hide/);
+    assert.throws(() => Deno.statSync(inside), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("a policy that grants a path inside the log directory is refused", async () => {
+  const e = setup();
+  Deno.mkdirSync(join(e.log, "sub"), { recursive: true });
+  Deno.writeTextFileSync(
+    e.policy,
+    Deno.readTextFileSync(e.policy).replace("[/tmp, /dev/null]", `[/tmp, /dev/null, ${e.log}/sub]`),
+  );
+  try {
+    const r = await run(e, "true", ["-q"]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /granted .*\/log\/sub, inside the audit log directory/);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("rootless: the same records, with host pids", async () => {
+  const e = setup("", "", "/var/tmp");
+  try {
+    const r = await run(e, "sleep 0.3; exit 3", ["-q", "--rootless"]);
+    assert.equal(r.code, 3, r.stderr);
+    const rs = records(e.log);
+    const [start, end] = processEvents(rs, "agent");
+    assert.ok(start.process.pid! > 1);
+    assert.equal(start.process.ns_pid, undefined, "no PID namespace");
+    assert.equal(end.process.exit_code, 3);
+    const [sb] = processEvents(rs, "sandbox");
+    assert.ok(sb.sandbox_info?.layers.includes("namespaces(off: rootless)"));
+    assert.equal(verifyLog(e.log, join(e.key, "audit.key")).broken, null);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("a grant that reaches the log directory through a symlink is seen through", async () => {
+  const e = setup("", "", "/var/tmp");
+  Deno.mkdirSync(e.log, { recursive: true });
+  const link = join(e.root, "innocent");
+  Deno.symlinkSync(e.log, link);
+  Deno.writeTextFileSync(
+    e.policy,
+    Deno.readTextFileSync(e.policy).replace("[/tmp, /dev/null]", `[/tmp, /dev/null, ${link}]`),
+  );
+  try {
+    const r = await run(e, "true", ["-q"]);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, /granted .*\/log, inside the audit log directory/);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("execs inside the sandbox are recorded; clawcage's own and the host's are not", async () => {
+  const e = setup();
+  try {
+    // Something outside the sandbox execs programs during the run too.
+    let outside = true;
+    const noise = (async () => {
+      while (outside) {
+        await new Deno.Command("/bin/true").output();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const r = await run(e, "/bin/sleep 0.2; /bin/sh -c '/bin/sleep 0.1'; exit 0", ["-q"]);
+    outside = false;
+    await noise;
+    assert.equal(r.code, 0, r.stderr);
+    const execs = records(e.log).map((x) => x.event).filter((x): x is ProcessActivity =>
+      x.class === "process" && x.activity === "exec"
+    );
+    const exes = execs.map((x) => x.process.exe);
+    // sh (the agent), sleep, sh, sleep: long-lived enough for /proc to name them.
+    const sh = Deno.realPathSync("/bin/sh"), sleep = Deno.realPathSync("/bin/sleep");
+    assert.deepEqual(exes, [sh, sleep, sh, sleep]);
+    assert.deepEqual(execs[1].process.argv, ["/bin/sleep", "0.2"]);
+    for (const x of execs) {
+      assert.ok(x.process.pid! > 1 && x.process.ns_pid! >= 1, JSON.stringify(x));
+      assert.equal(x.process.uid, 65534);
+    }
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
