@@ -17,9 +17,10 @@ export interface BackendHealth {
   detail: string;
   /** llama-cpp: "cuda", "vulkan", "metal" or "cpu" once loaded. */
   device?: string;
-  /** llama-cpp: requests generating and waiting. */
+  /** llama-cpp: requests generating and waiting, tokens generated since loading. */
   active?: number;
   queued?: number;
+  generated_tokens?: number;
 }
 
 const CACHE_MS = 5000;

@@ -164,10 +164,12 @@ export class LlamaCppEngine {
     return this.#config;
   }
 
-  /** Requests generating or waiting now. */
-  get load(): { active: number; queued: number } {
-    return { active: this.#active, queued: this.#waiting.length };
+  /** Requests generating or waiting now, and tokens generated since the model loaded. */
+  get load(): { active: number; queued: number; generated_tokens: number } {
+    return { active: this.#active, queued: this.#waiting.length, generated_tokens: this.#tokens };
   }
+
+  #tokens = 0;
 
   async #load(): Promise<EngineInfo> {
     const started = performance.now();
@@ -388,7 +390,10 @@ export class LlamaCppEngine {
         let completion = 0;
         const r = await run.slot.chat.generateResponse(history, {
           ...genOptions(opts, run),
-          onToken: (t: Token[]) => (completion += t.length),
+          onToken: (t: Token[]) => {
+            completion += t.length;
+            this.#tokens += t.length;
+          },
           ...(functions ? { functions, documentFunctionParams: true, grammar: undefined } : {}),
         } as ChatOptions);
         const toolCalls = (r.functionCalls ?? []).map((fc, i) => ({
@@ -431,7 +436,10 @@ export class LlamaCppEngine {
           let calls = 0;
           const r = await run.slot.chat.generateResponse(history, {
             ...genOptions(opts, run),
-            onToken: (t: Token[]) => (completion += t.length),
+            onToken: (t: Token[]) => {
+              completion += t.length;
+              this.#tokens += t.length;
+            },
             onTextChunk: (text: string) => {
               if (text) emit(chunk({ delta: { content: text }, finish_reason: null }));
             },
@@ -481,7 +489,10 @@ export class LlamaCppEngine {
         let completion = 0;
         const r = await run.slot.completion.generateCompletionWithMeta(prompt, {
           ...genOptions(opts, run),
-          onToken: (t) => (completion += t.length),
+          onToken: (t: Token[]) => {
+            completion += t.length;
+            this.#tokens += t.length;
+          },
         });
         return {
           id: `cmpl-${crypto.randomUUID()}`,
@@ -512,7 +523,10 @@ export class LlamaCppEngine {
           let completion = 0;
           const r = await run.slot.completion.generateCompletionWithMeta(prompt, {
             ...genOptions(opts, run),
-            onToken: (t) => (completion += t.length),
+            onToken: (t: Token[]) => {
+              completion += t.length;
+              this.#tokens += t.length;
+            },
             onTextChunk: (text) => {
               if (text) emit(chunk(text, null));
             },

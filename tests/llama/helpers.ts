@@ -1,7 +1,10 @@
 // Helpers for the llama-cpp tests: a router whose local backend is the tiny test model (CPU,
 // one thread, so that the suite stays fast on a shared 2-core machine).
 
-import { type Served, serveRouter } from "../router/helpers.ts";
+import { privacyPolicy } from "../../core/policy/privacy.ts";
+import type { InferenceAuditEvent } from "../../router/audit_event.ts";
+import { createRouter, type Router } from "../../router/app.ts";
+import { CLOUD_KEY, DETECTOR } from "../router/helpers.ts";
 import { writeTinyModel } from "../helpers/gguf.ts";
 
 let shared: Promise<string> | null = null;
@@ -24,10 +27,42 @@ export interface LocalOptions {
   cloud?: Record<string, unknown>;
 }
 
+export interface ServedLocal {
+  url: string;
+  router: Router;
+  audit: InferenceAuditEvent[];
+  /** The router's status lines (model loading, device). */
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Serves a router for `privacy` on loopback, its status lines kept in `logs`. */
+export function serveWithLog(privacy: unknown): ServedLocal {
+  const audit: InferenceAuditEvent[] = [];
+  const logs: string[] = [];
+  const router = createRouter({
+    policy: privacyPolicy.parse(privacy),
+    detect: DETECTOR.detect,
+    hmacKey: new TextEncoder().encode("test-install-key-0123456789"),
+    audit: (e) => audit.push(e),
+    env: (name) => (name === "TEST_CLOUD_KEY" ? CLOUD_KEY : undefined),
+    log: (line) => logs.push(line),
+  });
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, router.fetch);
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    router,
+    audit,
+    logs,
+    async stop() {
+      await server.shutdown();
+      await router.close();
+    },
+  };
+}
+
 /** Serves a router whose local backend "tiny" is a llama-cpp backend. */
-export async function serveLocal(
-  opts: LocalOptions = {},
-): Promise<Served & { stop(): Promise<void> }> {
+export async function serveLocal(opts: LocalOptions = {}): Promise<ServedLocal> {
   const backends: Record<string, unknown> = {
     tiny: {
       type: "llama-cpp",
@@ -43,20 +78,14 @@ export async function serveLocal(
     },
   };
   if (opts.cloud) backends.cloud = opts.cloud;
-  const served = serveRouter({
+  const served = serveWithLog({
     backends,
     local: "tiny",
     ...(opts.cloud ? { cloud: "cloud" } : {}),
     ...opts.privacy,
   });
   await served.router.ready();
-  return {
-    ...served,
-    async stop() {
-      await served.close();
-      await served.router.close();
-    },
-  };
+  return served;
 }
 
 export async function chat(
