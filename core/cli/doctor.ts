@@ -162,7 +162,35 @@ export function summarize(checks: Check[]): string {
   return "Landlock missing: only policies with landlock.compatibility: best_effort will run";
 }
 
-export function doctorCommand(args: string[]): Promise<number> {
+/** Which device the privacy router's in-process models (llama-cpp backends) would use. */
+export async function localInferenceCheck(): Promise<Check> {
+  const name = "local inference";
+  const { runtimeInfo, describeRuntime } = await import("../../router/backends/llama_cpp.ts");
+  const nvidia = read("/proc/driver/nvidia/version") !== null;
+  try {
+    const info = await runtimeInfo();
+    if (info.device !== "cpu") {
+      return { name, status: "ok", detail: `llama.cpp on ${describeRuntime(info)}`, fix: "" };
+    }
+    return {
+      name,
+      status: "warn",
+      detail: `llama.cpp on ${describeRuntime(info)}: local models will be slow`,
+      fix: nvidia
+        ? "an NVIDIA driver is loaded but the CUDA build of llama.cpp did not start: check that libcuda.so.1 is visible (ldconfig -p | grep libcuda) and that npm installed @node-llama-cpp/linux-*-cuda"
+        : "",
+    };
+  } catch (e) {
+    return {
+      name,
+      status: "warn",
+      detail: `the llama.cpp runtime does not load (${(e as Error).message.split("\n")[0]})`,
+      fix: "llama-cpp backends cannot run here; use a local server (type openai) instead",
+    };
+  }
+}
+
+export async function doctorCommand(args: string[]): Promise<number> {
   let json = false;
   try {
     json = parseArgs({ args, options: { json: { type: "boolean" } } }).values.json ?? false;
@@ -170,6 +198,7 @@ export function doctorCommand(args: string[]): Promise<number> {
     throw new UsageError(`${(e as Error).message} (usage: clawcage doctor [--json])`);
   }
   const checks = runChecks();
+  checks.push(await localInferenceCheck());
   const summary = summarize(checks);
   const failed = checks.some((c) => c.status === "missing");
   if (json) {
@@ -182,5 +211,5 @@ export function doctorCommand(args: string[]): Promise<number> {
     }
     console.log(`\n${summary}`);
   }
-  return Promise.resolve(failed ? 1 : 0);
+  return failed ? 1 : 0;
 }
