@@ -130,9 +130,12 @@ function tensorBytes(t: Tensor): Uint8Array {
 }
 
 /** IEEE 754 binary16 bits of a float (round to nearest even; no denormal inputs expected). */
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
 function toHalf(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
+  scratchF32[0] = x;
+  const u = scratchU32[0];
   const sign = (u >>> 16) & 0x8000;
   const exp = ((u >>> 23) & 0xff) - 127 + 15;
   let mant = u & 0x7fffff;
