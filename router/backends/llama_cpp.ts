@@ -6,22 +6,20 @@
 // Requests wait in a bounded queue for one of `parallel` context sequences; a client that goes
 // away (or a timeout) aborts its generation or its place in the queue.
 
-import {
-  type ChatHistoryItem,
-  type ChatModelFunctionCall,
-  type ChatModelFunctions,
-  getLlama,
-  type Llama,
+import type {
+  ChatHistoryItem,
+  ChatModelFunctionCall,
+  ChatModelFunctions,
+  Llama,
   LlamaChat,
-  type LlamaChatResponseFunctionCall,
+  LlamaChatResponseFunctionCall,
   LlamaCompletion,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaEmbeddingContext,
-  type LlamaGrammar,
-  LlamaLogLevel,
-  type LlamaModel,
-  type Token,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaEmbeddingContext,
+  LlamaGrammar,
+  LlamaModel,
+  Token,
 } from "node-llama-cpp";
 import type { PrivacyBackend } from "../../core/policy/privacy.ts";
 import type { OpenAIPath } from "./openai.ts";
@@ -35,6 +33,14 @@ const MAX_STOP = 16;
 
 let llamaPromise: Promise<Llama> | null = null;
 
+/** node-llama-cpp, imported on first use: it takes about half a second, which a router without
+ * llama-cpp backends (and `clawcage run`) should not pay. */
+let nlcPromise: Promise<typeof import("node-llama-cpp")> | null = null;
+function nlc(): Promise<typeof import("node-llama-cpp")> {
+  nlcPromise ??= import("node-llama-cpp");
+  return nlcPromise;
+}
+
 /** Where log lines of the llama.cpp runtime go (warnings and errors only). */
 let logSink: (line: string) => void = (line) => console.error(line);
 
@@ -44,23 +50,25 @@ let logSink: (line: string) => void = (line) => console.error(line);
  * never downloads anything.
  */
 export function loadRuntime(): Promise<Llama> {
-  llamaPromise ??= getLlama({
-    gpu: "auto",
-    build: "never",
-    skipDownload: true,
-    usePrebuiltBinaries: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.warn,
-    logger: (level, message) => {
-      const text = message.trim();
-      if (!text) return;
-      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) {
-        logSink(`clawcage llama.cpp: error: ${text}`);
-      } else if (level === LlamaLogLevel.warn) {
-        logSink(`clawcage llama.cpp: ${text}`);
-      }
-    },
-  }).catch((e) => {
+  llamaPromise ??= nlc().then(({ getLlama, LlamaLogLevel }) =>
+    getLlama({
+      gpu: "auto",
+      build: "never",
+      skipDownload: true,
+      usePrebuiltBinaries: true,
+      progressLogs: false,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => {
+        const text = message.trim();
+        if (!text) return;
+        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) {
+          logSink(`clawcage llama.cpp: error: ${text}`);
+        } else if (level === LlamaLogLevel.warn) {
+          logSink(`clawcage llama.cpp: ${text}`);
+        }
+      },
+    })
+  ).catch((e) => {
     llamaPromise = null;
     throw e;
   });
@@ -201,6 +209,7 @@ export class LlamaCppEngine {
         `cannot create a ${contextSize}-token context for ${parallel} sequence(s): ${firstLine(e)}`,
       );
     }
+    const { LlamaChat, LlamaCompletion } = await nlc();
     for (let i = 0; i < parallel; i++) {
       const sequence = this.#context.getSequence();
       this.#free.push({
