@@ -67,11 +67,11 @@ function prompt(i: number): string {
   return `Question ${i}: summarise the sandbox policy for agent number ${1000 + i} in a few words.`;
 }
 
-function sample(start: number, times: number[], tokens: number): Sample {
-  const first = times[0], last = times.at(-1)!;
+/** TTFT: until the first text a client sees; decode: the remaining tokens until the end. */
+function sample(start: number, first: number, end: number, tokens: number): Sample {
   return {
     ttftMs: first - start,
-    tokensPerS: tokens > 1 && last > first ? (tokens - 1) / ((last - first) / 1000) : NaN,
+    tokensPerS: tokens > 1 && end > first ? (tokens - 1) / ((end - first) / 1000) : NaN,
     tokens,
   };
 }
@@ -152,7 +152,7 @@ async function viaRouter(url: string, i: number): Promise<Sample> {
     }),
   });
   if (!res.ok) throw new Error(`router: HTTP ${res.status}: ${await res.text()}`);
-  const times: number[] = [];
+  let first = NaN, end = NaN;
   let tokens = 0;
   let buf = "";
   const decoder = new TextDecoder();
@@ -165,11 +165,12 @@ async function viaRouter(url: string, i: number): Promise<Sample> {
       buf = buf.slice(at + 2);
       if (event === "[DONE]") continue;
       const j = JSON.parse(event);
-      if (j.choices?.[0]?.delta?.content) times.push(now);
+      if (j.choices?.[0]?.delta?.content && Number.isNaN(first)) first = now;
+      if (j.choices?.[0]?.finish_reason) end = now;
       if (j.usage) tokens = j.usage.completion_tokens;
     }
   }
-  return sample(start, times, tokens);
+  return sample(start, first, end, tokens);
 }
 
 async function main() {
@@ -190,7 +191,7 @@ async function main() {
       type: "model",
       response: [],
     }];
-    const times: number[] = [];
+    let first = NaN;
     let tokens = 0;
     const start = performance.now();
     await chat.generateResponse(history, {
@@ -200,10 +201,10 @@ async function main() {
         tokens += t.length;
       },
       onTextChunk: (text) => {
-        if (text) times.push(performance.now());
+        if (text && Number.isNaN(first)) first = performance.now();
       },
     });
-    return sample(start, times, tokens);
+    return sample(start, first, performance.now(), tokens);
   };
 
   const router = await startRouter(path);
@@ -222,7 +223,7 @@ async function main() {
   }
   const row = (name: string, xs: Sample[]) => {
     const ttft = median(xs.map((x) => x.ttftMs));
-    const tps = median(xs.map((x) => x.tokensPerS));
+    const tps = median(xs.map((x) => x.tokensPerS).filter((x) => !Number.isNaN(x)));
     console.log(
       `${name.padEnd(40)} TTFT ${ttft.toFixed(1).padStart(7)} ms   decode ${
         tps.toFixed(1).padStart(7)
@@ -231,6 +232,8 @@ async function main() {
     return { ttft, tps };
   };
   console.log("");
+  const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  console.log(`load average during the run: ${load} (on ${navigator.hardwareConcurrency} cores)`);
   const a = row("node-llama-cpp direct (LlamaChat)", d);
   const b = row("clawcage router, llama-cpp backend (SSE)", r);
   console.log("");

@@ -288,8 +288,9 @@ export function tinyLlamaGguf(options: TinyModelOptions = {}): Uint8Array {
   const tokEmbd = uniform(embd * nVocab, 1);
   for (let t = 0; t < nVocab; t++) tokEmbd[t * embd] = 1;
   // output: [embd, vocab]; suppressed tokens get a large negative weight on component 0.
-  const output = uniform(embd * nVocab, 1.7);
-  for (let t = 0; t < nVocab; t++) output[t * embd] = vocab.suppressed.has(t) ? -5 : 0;
+  // (Scales shrink with the width so that wider models keep the same behaviour.)
+  const output = uniform(embd * nVocab, 1.7 * Math.sqrt(64 / embd));
+  for (let t = 0; t < nVocab; t++) output[t * embd] = vocab.suppressed.has(t) ? -20 : 0;
 
   const tensors: Tensor[] = [
     { name: "token_embd.weight", dims: [embd, nVocab], type: mat, data: tokEmbd },
@@ -298,7 +299,7 @@ export function tinyLlamaGguf(options: TinyModelOptions = {}): Uint8Array {
   ];
   // Layers neither read nor write component 0 (their norms zero it, their output rows for it
   // are zero), so it stays 1 in the residual stream and the final norm scales it up.
-  const w = 0.5;
+  const w = 0.5 * (64 / embd);
   const norm = (n: number) => {
     const a = ones(n);
     a[0] = 0;
