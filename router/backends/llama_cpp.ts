@@ -200,7 +200,7 @@ export class LlamaCppEngine {
     const contextSize = c.context_size ?? Math.min(train, DEFAULT_MAX_CONTEXT);
     try {
       this.#context = await model.createContext({
-        contextSize: contextSize * parallel,
+        contextSize, // per sequence (node-llama-cpp allocates it for each)
         sequences: parallel,
         threads: c.threads,
       });

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { openaiUpstream } from "../router/upstreams.ts";
 import { readSse, until } from "../router/helpers.ts";
 import { tinyLlamaGguf } from "../helpers/gguf.ts";
+import { privacyPolicy } from "../../core/policy/privacy.ts";
 import { chat, serveLocal } from "./helpers.ts";
 
 const HI = [{ role: "user", content: "Say something." }];
@@ -392,5 +393,64 @@ Deno.test("llama-cpp: a corrupt or truncated GGUF is refused clearly and the rou
   } finally {
     await cloud.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("llama-cpp: a generation longer than timeout_ms is stopped and answered 503 (fail-closed)", async () => {
+  const s = await serveLocal({ contextSize: 2048, timeoutMs: 150 });
+  try {
+    const res = await chat(s.url, { messages: HI, max_tokens: 1900 });
+    assert.equal(res.status, 503);
+    const e = (await json(res)).error;
+    assert.equal(e.code, "local_backend_unavailable");
+    assert.match(e.message, /backend "tiny" did not answer within 150 ms/);
+    let h: Json;
+    const deadline = Date.now() + 5000;
+    do {
+      h = (await json(await fetch(`${s.url}/healthz`))).backends[0];
+    } while (h.active > 0 && Date.now() < deadline);
+    assert.equal(h.active, 0);
+    assert.ok(h.generated_tokens < 1900, `generated ${h.generated_tokens}`);
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("llama-cpp: a reload keeps an unchanged model and loads a changed one", async () => {
+  const s = await serveLocal();
+  try {
+    await chat(s.url, { messages: HI, max_tokens: 3 });
+    const policy = (contextSize: number) =>
+      privacyPolicy.parse({
+        backends: {
+          tiny: {
+            type: "llama-cpp",
+            model: "tiny-chat",
+            model_path: s.modelPath,
+            context_size: contextSize,
+            gpu_layers: 0,
+            threads: 1,
+            parallel: 1,
+            max_queue: 16,
+          },
+        },
+        local: "tiny",
+      });
+    s.router.reload(policy(512));
+    let [h] = await s.router.health();
+    assert.equal(h.state, "ready");
+    assert.equal(h.generated_tokens, 3);
+    assert.equal(s.logs.filter((l) => l.includes("loading")).length, 1);
+
+    s.router.reload(policy(1024));
+    await s.router.ready();
+    [h] = await s.router.health();
+    assert.equal(h.state, "ready");
+    assert.equal(h.generated_tokens, 0);
+    assert.match(h.detail, /context 1024 tokens/);
+    assert.equal(s.logs.filter((l) => l.includes("loading")).length, 2);
+    assert.equal((await chat(s.url, { messages: HI, max_tokens: 2 })).status, 200);
+  } finally {
+    await s.stop();
   }
 });

@@ -33,6 +33,8 @@ export interface ServedLocal {
   audit: InferenceAuditEvent[];
   /** The router's status lines (model loading, device). */
   logs: string[];
+  /** The GGUF of the local backend (serveLocal). */
+  modelPath?: string;
   stop(): Promise<void>;
 }
 
@@ -85,7 +87,7 @@ export async function serveLocal(opts: LocalOptions = {}): Promise<ServedLocal> 
     ...opts.privacy,
   });
   await served.router.ready();
-  return served;
+  return { ...served, modelPath: (backends.tiny as { model_path: string }).model_path };
 }
 
 export async function chat(
