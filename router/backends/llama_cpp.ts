@@ -43,6 +43,8 @@ function nlc(): Promise<typeof import("node-llama-cpp")> {
 
 /** Where log lines of the llama.cpp runtime go (warnings and errors only). */
 let logSink: (line: string) => void = (line) => console.error(line);
+/** The last error llama.cpp logged (its reason for refusing a model is only logged). */
+let lastLlamaError: string | null = null;
 
 /**
  * The llama.cpp runtime of this process (one, shared by every llama-cpp backend): the best
@@ -62,6 +64,9 @@ export function loadRuntime(): Promise<Llama> {
         const text = message.trim();
         if (!text) return;
         if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) {
+          if (/error loading model: /.test(text)) {
+            lastLlamaError = text.replace(/^.*error loading model: /, "");
+          }
           logSink(`clawcage llama.cpp: error: ${text}`);
         } else if (level === LlamaLogLevel.warn) {
           logSink(`clawcage llama.cpp: ${text}`);
@@ -185,13 +190,18 @@ export class LlamaCppEngine {
     const llama = await loadRuntime();
     const c = this.#config;
     let model: LlamaModel;
+    lastLlamaError = null;
     try {
       model = await llama.loadModel({
         modelPath: this.modelPath,
         gpuLayers: c.gpu_layers ?? "auto",
       });
     } catch (e) {
-      throw new Error(`llama.cpp cannot load ${this.modelPath}: ${firstLine(e)}`);
+      throw new Error(
+        lastLlamaError
+          ? `llama.cpp cannot load ${this.modelPath}: ${lastLlamaError}`
+          : `cannot read ${this.modelPath} as a GGUF model (${firstLine(e)})`,
+      );
     }
     this.#model = model;
     if (this.#closing) throw new Error("closed while loading");

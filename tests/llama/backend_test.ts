@@ -350,7 +350,20 @@ Deno.test("llama-cpp: a corrupt or truncated GGUF is refused clearly and the rou
   const dir = await Deno.makeTempDir();
   const good = tinyLlamaGguf();
   const cases: [string, Uint8Array, RegExp][] = [
-    ["truncated.gguf", good.slice(0, Math.floor(good.length / 2)), /truncated\.gguf/],
+    [
+      "truncated.gguf",
+      good.slice(0, Math.floor(good.length / 2)),
+      /cannot load .*truncated\.gguf: tensor '.*' data is not within the file bounds, model is corrupted or incomplete/,
+    ],
+    [
+      "corrupt.gguf",
+      (() => {
+        const bad = good.slice();
+        bad.fill(0xff, 24, 64); // the first metadata key's length and text
+        return bad;
+      })(),
+      /cannot read .*corrupt\.gguf as a GGUF model \(/,
+    ],
     ["noise.gguf", new Uint8Array(4096).fill(7), /not a GGUF model file \(no GGUF header\)/],
     ["missing.gguf", new Uint8Array(), /cannot open model .*missing\.gguf/],
   ];
