@@ -13,6 +13,7 @@
 // machine's Debian and cannot be fetched without internet.
 
 import { parseArgs } from "node:util";
+import process from "node:process";
 import { type ChatHistoryItem, LlamaChat } from "node-llama-cpp";
 import { selfCommand, selfEnv } from "../../core/self.ts";
 import { describeRuntime, loadRuntime, runtimeInfo } from "../../router/backends/llama_cpp.ts";
@@ -76,7 +77,21 @@ function sample(start: number, first: number, end: number, tokens: number): Samp
   };
 }
 
-async function startRouter(modelPath: string): Promise<{ url: string; stop(): Promise<void> }> {
+/** CPU time (user + system) of a process, in ms, from /proc (clock ticks of 10 ms). */
+function procCpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function ownCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+async function startRouter(
+  modelPath: string,
+): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "clawcage-bench-" });
   const policy = `${dir}/policy.yaml`;
   await Deno.writeTextFile(
@@ -130,6 +145,7 @@ privacy:
   }
   return {
     url,
+    pid: child.pid,
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -209,38 +225,47 @@ async function main() {
 
   const router = await startRouter(path);
   const d: Sample[] = [], r: Sample[] = [];
+  // CPU time: the direct side is this process; the router side is the router's process (the
+  // client's reading of the stream, in this process, is not counted for either).
+  const cpu = { direct: 0, router: 0 };
   try {
     await direct(-1); // warm-up, both sides
     await viaRouter(router.url, -1);
     for (let i = 0; i < REPS; i++) {
+      let c = ownCpuMs();
       d.push(await direct(i));
+      cpu.direct += ownCpuMs() - c;
+      c = procCpuMs(router.pid);
       r.push(await viaRouter(router.url, i));
+      cpu.router += procCpuMs(router.pid) - c;
     }
   } finally {
     await router.stop();
     await context.dispose();
     await model.dispose();
   }
-  const row = (name: string, xs: Sample[]) => {
+  const row = (name: string, xs: Sample[], cpuMs: number) => {
     const ttft = median(xs.map((x) => x.ttftMs));
     const tps = median(xs.map((x) => x.tokensPerS).filter((x) => !Number.isNaN(x)));
+    const tokens = xs.reduce((a, x) => a + x.tokens, 0);
+    const perToken = cpuMs / tokens;
     console.log(
       `${name.padEnd(40)} TTFT ${ttft.toFixed(1).padStart(7)} ms   decode ${
         tps.toFixed(1).padStart(7)
-      } tokens/s   (${xs[0].tokens} tokens)`,
+      } tokens/s   CPU ${perToken.toFixed(2)} ms/token   (${xs[0].tokens} tokens)`,
     );
-    return { ttft, tps };
+    return { ttft, tps, perToken };
   };
   console.log("");
   const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
   console.log(`load average during the run: ${load} (on ${navigator.hardwareConcurrency} cores)`);
-  const a = row("node-llama-cpp direct (LlamaChat)", d);
-  const b = row("clawcage router, llama-cpp backend (SSE)", r);
+  const a = row("node-llama-cpp direct (LlamaChat)", d, cpu.direct);
+  const b = row("clawcage router, llama-cpp backend (SSE)", r, cpu.router);
   console.log("");
   console.log(
     `router / direct: decode tokens/s ${(b.tps / a.tps * 100).toFixed(1)}% (goal >= 95%), TTFT ${
       (b.ttft - a.ttft).toFixed(1)
-    } ms more (goal < 5 ms)`,
+    } ms more (goal < 5 ms), CPU per token ${(b.perToken / a.perToken).toFixed(2)}x`,
   );
 }
 
