@@ -166,6 +166,7 @@ export class LlamaCppEngine {
       (e) => {
         this.state = "failed";
         this.error = (e as Error)?.message ?? String(e);
+        if (this.#closing) return; // removed by a reload while loading: nothing to report
         log(
           `clawcage router: local backend ${JSON.stringify(name)} is unavailable: ${this.error}`,
         );
