@@ -7,7 +7,7 @@ import { type Context, Hono } from "hono";
 import type { PrivacyPolicy } from "../core/policy/privacy.ts";
 import { type InferenceAuditEvent, type InferenceAuditSink, promptHmac } from "./audit_event.ts";
 import { anthropicPost } from "./backends/anthropic.ts";
-import { EnginePool, llamaCppPost } from "./backends/llama_cpp.ts";
+import { EnginePool } from "./backends/llama_cpp.ts";
 import { type OpenAIPath, openaiPost } from "./backends/openai.ts";
 import { type Backend, UpstreamCall, UpstreamError } from "./backends/upstream.ts";
 import { errorResponse, type ErrorStyle } from "./errors.ts";
@@ -388,9 +388,8 @@ async function callBackend(
   const { endpoint } = job;
   const wantsAnthropic = endpoint === "messages";
   if ((backend.config.type === "anthropic") !== wantsAnthropic) {
-    const speaks = backend.config.type === "anthropic" ? "anthropic" : "openai";
     return new UpstreamError(
-      `backend ${JSON.stringify(backend.name)} speaks the ${speaks} API, and ${
+      `backend ${JSON.stringify(backend.name)} speaks the ${backend.config.type} API, and ${
         PATHS[endpoint]
       } needs an ${
         wantsAnthropic ? "anthropic" : "openai"
@@ -400,12 +399,13 @@ async function callBackend(
       "protocol_mismatch",
     );
   }
-  const path = `/${endpoint === "chat" ? "chat/completions" : endpoint}` as OpenAIPath;
   const { call, response } = wantsAnthropic
     ? anthropicPost(backend, outgoing, job.request.headers)
-    : backend.engine
-    ? llamaCppPost(backend, path, outgoing)
-    : openaiPost(backend, path, outgoing);
+    : openaiPost(
+      backend,
+      `/${endpoint === "chat" ? "chat/completions" : endpoint}` as OpenAIPath,
+      outgoing,
+    );
   let upstream: Response;
   try {
     upstream = await response;
