@@ -165,7 +165,7 @@ export function summarize(checks: Check[]): string {
 /** Which device the privacy router's in-process models (llama-cpp backends) would use. */
 export async function localInferenceCheck(): Promise<Check> {
   const name = "local inference";
-  const { runtimeInfo, describeRuntime } = await import("../../router/backends/llama_cpp.ts");
+  const { runtimeInfo, describeRuntime } = await import("../../router/backends/llama_runtime.ts");
   const nvidia = read("/proc/driver/nvidia/version") !== null;
   try {
     const info = await runtimeInfo();

@@ -4,13 +4,11 @@
 // router treats its answers exactly like those of a remote OpenAI-compatible server.
 //
 // Requests wait in a bounded queue for one of `parallel` context sequences; a client that goes
-// away (or a timeout) aborts its generation or its place in the queue.
+// away (or a timeout) aborts its generation or its place in the queue. The runtime (device,
+// logs, GGUF checks) is in llama_runtime.ts, the reading of OpenAI requests in llama_request.ts.
 
 import type {
-  ChatHistoryItem,
-  ChatModelFunctionCall,
   ChatModelFunctions,
-  Llama,
   LlamaChat,
   LlamaChatResponseFunctionCall,
   LlamaCompletion,
@@ -22,90 +20,23 @@ import type {
   Token,
 } from "node-llama-cpp";
 import type { PrivacyBackend } from "../../core/policy/privacy.ts";
+import {
+  badRequest,
+  chatHistory,
+  completionPrompt,
+  contextError,
+  finishReason,
+  type Sampling,
+  sampling,
+  usage,
+} from "./llama_request.ts";
+import { checkGguf, loadRuntime, nlc, setRuntimeLog, takeLoadError } from "./llama_runtime.ts";
 import type { OpenAIPath } from "./openai.ts";
 import { type Backend, UpstreamCall, UpstreamError } from "./upstream.ts";
 
 /** Default context when the policy sets none: the model's own, capped here. */
 const DEFAULT_MAX_CONTEXT = 8192;
 const DEFAULT_MAX_QUEUE = 16;
-/** Stop sequences per request, as most servers allow. */
-const MAX_STOP = 16;
-
-let llamaPromise: Promise<Llama> | null = null;
-
-/** node-llama-cpp, imported on first use: it takes about half a second, which a router without
- * llama-cpp backends (and `clawcage run`) should not pay. */
-let nlcPromise: Promise<typeof import("node-llama-cpp")> | null = null;
-function nlc(): Promise<typeof import("node-llama-cpp")> {
-  nlcPromise ??= import("node-llama-cpp");
-  return nlcPromise;
-}
-
-/** Where log lines of the llama.cpp runtime go (warnings and errors only). */
-let logSink: (line: string) => void = (line) => console.error(line);
-/** The last error llama.cpp logged (its reason for refusing a model is only logged). */
-let lastLlamaError: string | null = null;
-
-/**
- * The llama.cpp runtime of this process (one, shared by every llama-cpp backend): the best
- * prebuilt binary that works here (CUDA, then Vulkan, then CPU). Never builds from source and
- * never downloads anything.
- */
-export function loadRuntime(): Promise<Llama> {
-  llamaPromise ??= nlc().then(({ getLlama, LlamaLogLevel }) =>
-    getLlama({
-      gpu: "auto",
-      build: "never",
-      skipDownload: true,
-      usePrebuiltBinaries: true,
-      progressLogs: false,
-      logLevel: LlamaLogLevel.warn,
-      logger: (level, message) => {
-        const text = message.trim();
-        if (!text) return;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) {
-          if (/error loading model: /.test(text)) {
-            lastLlamaError = text.replace(/^.*error loading model: /, "");
-          }
-          logSink(`clawcage llama.cpp: error: ${text}`);
-        } else if (level === LlamaLogLevel.warn) {
-          logSink(`clawcage llama.cpp: ${text}`);
-        }
-      },
-    })
-  ).catch((e) => {
-    llamaPromise = null;
-    throw e;
-  });
-  return llamaPromise;
-}
-
-export interface RuntimeInfo {
-  /** "cuda", "vulkan", "metal" or "cpu". */
-  device: string;
-  /** GPU names (empty on CPU). */
-  gpus: string[];
-  /** GPU memory in bytes (0 on CPU). */
-  vramBytes: number;
-  cpuMathCores: number;
-}
-
-/** Which device the runtime uses (loads the runtime). */
-export async function runtimeInfo(): Promise<RuntimeInfo> {
-  const llama = await loadRuntime();
-  const device = llama.gpu === false ? "cpu" : llama.gpu;
-  const gpus = device === "cpu" ? [] : await llama.getGpuDeviceNames();
-  const vramBytes = device === "cpu" ? 0 : (await llama.getVramState()).total;
-  return { device, gpus, vramBytes, cpuMathCores: llama.cpuMathCores };
-}
-
-export function describeRuntime(info: RuntimeInfo): string {
-  if (info.device === "cpu") {
-    return `CPU (no usable GPU found; ${info.cpuMathCores} cores for math)`;
-  }
-  const gib = (info.vramBytes / 2 ** 30).toFixed(1);
-  return `${info.device.toUpperCase()} (${info.gpus.join(", ") || "unnamed GPU"}, ${gib} GiB)`;
-}
 
 export interface EngineInfo {
   device: string;
@@ -152,7 +83,7 @@ export class LlamaCppEngine {
     log: (line: string) => void = (line) => console.error(line),
   ) {
     this.#config = config;
-    logSink = log;
+    setRuntimeLog(log);
     log(
       `clawcage router: local backend ${JSON.stringify(name)}: loading ${modelPath}`,
     );
@@ -191,16 +122,17 @@ export class LlamaCppEngine {
     const llama = await loadRuntime();
     const c = this.#config;
     let model: LlamaModel;
-    lastLlamaError = null;
+    takeLoadError();
     try {
       model = await llama.loadModel({
         modelPath: this.modelPath,
         gpuLayers: c.gpu_layers ?? "auto",
       });
     } catch (e) {
+      const why = takeLoadError();
       throw new Error(
-        lastLlamaError
-          ? `llama.cpp cannot load ${this.modelPath}: ${lastLlamaError}`
+        why
+          ? `llama.cpp cannot load ${this.modelPath}: ${why}`
           : `cannot read ${this.modelPath} as a GGUF model (${firstLine(e)})`,
       );
     }
@@ -684,14 +616,6 @@ interface Job {
   stream(run: Run, end: () => void): ReadableStream<Uint8Array>;
 }
 
-interface Sampling {
-  maxTokens: number | null;
-  temperature: number;
-  topP: number | undefined;
-  seed: number | undefined;
-  stop: string[];
-}
-
 function genOptions(s: Sampling, run: Run) {
   return {
     maxTokens: run.maxTokens,
@@ -754,31 +678,6 @@ function sseStream(
   }, { highWaterMark: 0 });
 }
 
-function usage(prompt: number, completion: number) {
-  return {
-    prompt_tokens: prompt,
-    completion_tokens: completion,
-    total_tokens: prompt + completion,
-  };
-}
-
-function finishReason(stop: string): string {
-  return stop === "maxTokens" ? "length" : stop === "functionCalls" ? "tool_calls" : "stop";
-}
-
-function badRequest(message: string): UpstreamError {
-  return new UpstreamError(message, "status", 400, "invalid_request");
-}
-
-function contextError(message: string): UpstreamError {
-  return new UpstreamError(
-    `${message}; shorten the conversation or lower max_tokens`,
-    "status",
-    400,
-    "context_length_exceeded",
-  );
-}
-
 function generationError(call: UpstreamCall, e: unknown): UpstreamError {
   if (call.signal.aborted) return call.failure(e);
   return new UpstreamError(
@@ -795,176 +694,6 @@ function firstLine(e: unknown): string {
 
 function basename(path: string): string {
   return path.replace(/^.*\//, "");
-}
-
-function sampling(body: Record<string, unknown>): Sampling {
-  const num = (key: string, min: number, max: number): number | undefined => {
-    const v = body[key];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) {
-      throw badRequest(`${key} must be a number from ${min} to ${max}`);
-    }
-    return v;
-  };
-  if (body.n !== undefined && body.n !== null && body.n !== 1) {
-    throw badRequest("n other than 1 is not supported by type llama-cpp");
-  }
-  const maxTokens = num("max_completion_tokens", 1, 1e9) ?? num("max_tokens", 1, 1e9) ?? null;
-  if (maxTokens !== null && !Number.isInteger(maxTokens)) {
-    throw badRequest("max_tokens must be an integer");
-  }
-  const stopRaw = body.stop;
-  let stop: string[] = [];
-  if (typeof stopRaw === "string") stop = [stopRaw];
-  else if (Array.isArray(stopRaw) && stopRaw.every((s) => typeof s === "string")) stop = stopRaw;
-  else if (stopRaw !== undefined && stopRaw !== null) {
-    throw badRequest("stop must be a string or an array of strings");
-  }
-  stop = stop.filter((s) => s !== "");
-  if (stop.length > MAX_STOP) throw badRequest(`at most ${MAX_STOP} stop sequences`);
-  const seed = num("seed", -(2 ** 53), 2 ** 53);
-  return {
-    maxTokens,
-    temperature: num("temperature", 0, 2) ?? 1,
-    topP: num("top_p", 0, 1),
-    seed: seed === undefined ? undefined : Math.abs(Math.trunc(seed)) % 2 ** 32,
-    stop,
-  };
-}
-
-function completionPrompt(body: Record<string, unknown>): string {
-  const p = body.prompt;
-  if (typeof p === "string") return p;
-  if (Array.isArray(p) && p.length === 1 && typeof p[0] === "string") return p[0];
-  throw badRequest("prompt must be one string for type llama-cpp (no batches, no token ids)");
-}
-
-/** Text of an OpenAI message content (string or text parts). */
-function contentText(content: unknown, where: string): string {
-  if (content === undefined || content === null) return "";
-  if (typeof content === "string") return content;
-  if (Array.isArray(content)) {
-    return content.map((p) => {
-      if (p?.type === "text" && typeof p.text === "string") return p.text;
-      throw badRequest(
-        `${where}: content part ${
-          JSON.stringify(p?.type)
-        } is not supported by type llama-cpp (text only)`,
-      );
-    }).join("");
-  }
-  throw badRequest(`${where}: content must be a string or an array of text parts`);
-}
-
-/** OpenAI chat messages and tools as node-llama-cpp chat history and functions. */
-export function chatHistory(
-  body: Record<string, unknown>,
-): { history: ChatHistoryItem[]; functions: ChatModelFunctions | undefined } {
-  // deno-lint-ignore no-explicit-any
-  const messages = body.messages as any[];
-  const history: ChatHistoryItem[] = [];
-  const calls = new Map<string, ChatModelFunctionCall>();
-  messages.forEach((m, i) => {
-    const where = `messages.${i}`;
-    switch (m.role) {
-      case "system":
-      case "developer":
-        history.push({ type: "system", text: contentText(m.content, where) });
-        break;
-      case "user":
-        history.push({ type: "user", text: contentText(m.content, where) });
-        break;
-      case "assistant": {
-        const response: (string | ChatModelFunctionCall)[] = [];
-        const text = contentText(m.content, where);
-        if (text) response.push(text);
-        for (const [j, tc] of (m.tool_calls ?? []).entries()) {
-          let params: unknown;
-          try {
-            params = JSON.parse(tc?.function?.arguments ?? "{}");
-          } catch {
-            throw badRequest(`${where}.tool_calls.${j}.function.arguments is not JSON`);
-          }
-          const call: ChatModelFunctionCall = {
-            type: "functionCall",
-            name: String(tc?.function?.name ?? ""),
-            params,
-            result: undefined,
-          };
-          if (typeof tc?.id === "string") calls.set(tc.id, call);
-          response.push(call);
-        }
-        const last = history.at(-1);
-        if (last?.type === "model") last.response.push(...response);
-        else history.push({ type: "model", response });
-        break;
-      }
-      case "tool": {
-        const call = calls.get(String(m.tool_call_id));
-        if (!call) {
-          throw badRequest(
-            `${where}: tool_call_id ${JSON.stringify(m.tool_call_id)} matches no tool call`,
-          );
-        }
-        const text = contentText(m.content, where);
-        try {
-          call.result = JSON.parse(text);
-        } catch {
-          call.result = text;
-        }
-        break;
-      }
-      default:
-        throw badRequest(`${where}: role ${JSON.stringify(m.role)} is not supported`);
-    }
-  });
-  if (history.at(-1)?.type !== "model") history.push({ type: "model", response: [] });
-
-  // deno-lint-ignore no-explicit-any
-  const tools = body.tools as any[] | undefined;
-  let functions: ChatModelFunctions | undefined;
-  if (Array.isArray(tools) && tools.length > 0 && body.tool_choice !== "none") {
-    const defs: Record<string, ChatModelFunctions[string]> = {};
-    functions = defs;
-    for (const [i, t] of tools.entries()) {
-      if (t?.type !== "function" || typeof t.function?.name !== "string") {
-        throw badRequest(`tools.${i}: only {type: "function", function: {name, ...}} is supported`);
-      }
-      defs[t.function.name] = {
-        description: typeof t.function.description === "string"
-          ? t.function.description
-          : undefined,
-        // deno-lint-ignore no-explicit-any
-        params: t.function.parameters as any,
-      };
-    }
-  }
-  return { history, functions };
-}
-
-/** Checks that a file looks like a complete GGUF before llama.cpp reads it. */
-export async function checkGguf(path: string): Promise<void> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    throw new Error(`cannot open model ${path}: ${firstLine(e)}`);
-  }
-  try {
-    const head = new Uint8Array(24);
-    const n = await file.read(head) ?? 0;
-    const size = (await file.stat()).size;
-    if (n < 24 || new TextDecoder().decode(head.subarray(0, 4)) !== "GGUF") {
-      throw new Error(`${path} is not a GGUF model file (no GGUF header)`);
-    }
-    const version = new DataView(head.buffer).getUint32(4, true);
-    if (version < 2 || version > 3) {
-      throw new Error(`${path}: GGUF version ${version} is not supported (2 or 3)`);
-    }
-    if (size < 1024) throw new Error(`${path} is truncated (${size} bytes)`);
-  } finally {
-    file.close();
-  }
 }
 
 /** POST to a llama-cpp backend, with the same contract as openaiPost. */

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import process from "node:process";
 import { type ChatHistoryItem, LlamaChat } from "node-llama-cpp";
 import { selfCommand, selfEnv } from "../../core/self.ts";
-import { describeRuntime, loadRuntime, runtimeInfo } from "../../router/backends/llama_cpp.ts";
+import { describeRuntime, loadRuntime, runtimeInfo } from "../../router/backends/llama_runtime.ts";
 import { tinyLlamaGguf } from "../../tests/helpers/gguf.ts";
 import { machineLine, median } from "./common.ts";
 
