@@ -325,6 +325,28 @@ export class LlamaCppEngine {
     else this.#free.push(slot);
   }
 
+  /**
+   * Counts a run's generated tokens: as they come (for the health counter), and exactly at the
+   * end from the sequence's meter (onToken does not see tool-call tokens).
+   */
+  #count(run: Run): { onToken: (t: Token[]) => void; done: () => number } {
+    const meter = run.slot.sequence.tokenMeter;
+    const start = meter.usedOutputTokens;
+    let live = 0;
+    return {
+      onToken: (t) => {
+        live += t.length;
+        this.#tokens += t.length;
+      },
+      done: () => {
+        const n = meter.usedOutputTokens - start;
+        this.#tokens += n - live;
+        live = n;
+        return n;
+      },
+    };
+  }
+
   #chatJob(body: Record<string, unknown>): Job {
     const { history, functions } = chatHistory(body);
     const opts = sampling(body);
@@ -339,13 +361,10 @@ export class LlamaCppEngine {
         return state.contextText.tokenize(this.#model!.tokenizer).length;
       },
       once: async (run) => {
-        let completion = 0;
+        const count = this.#count(run);
         const r = await run.slot.chat.generateResponse(history, {
           ...genOptions(opts, run),
-          onToken: (t: Token[]) => {
-            completion += t.length;
-            this.#tokens += t.length;
-          },
+          onToken: count.onToken,
           ...(functions ? { functions, documentFunctionParams: true, grammar: undefined } : {}),
         } as ChatOptions);
         const toolCalls = (r.functionCalls ?? []).map((fc, i) => ({
@@ -368,7 +387,7 @@ export class LlamaCppEngine {
             },
             finish_reason: toolCalls.length ? "tool_calls" : finishReason(r.metadata.stopReason),
           }],
-          usage: usage(run.promptTokens, completion),
+          usage: usage(run.promptTokens, count.done()),
         };
       },
       stream: (run, end) => {
@@ -384,14 +403,11 @@ export class LlamaCppEngine {
         });
         return sseStream(run, end, async (emit) => {
           emit(chunk({ delta: { role: "assistant", content: "" }, finish_reason: null }));
-          let completion = 0;
+          const count = this.#count(run);
           let calls = 0;
           const r = await run.slot.chat.generateResponse(history, {
             ...genOptions(opts, run),
-            onToken: (t: Token[]) => {
-              completion += t.length;
-              this.#tokens += t.length;
-            },
+            onToken: count.onToken,
             onTextChunk: (text: string) => {
               if (text) emit(chunk({ delta: { content: text }, finish_reason: null }));
             },
@@ -424,7 +440,7 @@ export class LlamaCppEngine {
               delta: {},
               finish_reason: calls > 0 ? "tool_calls" : finishReason(r.metadata.stopReason),
             },
-            { usage: usage(run.promptTokens, completion) },
+            { usage: usage(run.promptTokens, count.done()) },
           ));
         });
       },
@@ -438,13 +454,10 @@ export class LlamaCppEngine {
       maxTokens: opts.maxTokens,
       promptTokens: () => this.#model!.tokenize(prompt, false).length + 1,
       once: async (run) => {
-        let completion = 0;
+        const count = this.#count(run);
         const r = await run.slot.completion.generateCompletionWithMeta(prompt, {
           ...genOptions(opts, run),
-          onToken: (t: Token[]) => {
-            completion += t.length;
-            this.#tokens += t.length;
-          },
+          onToken: count.onToken,
         });
         return {
           id: `cmpl-${crypto.randomUUID()}`,
@@ -457,7 +470,7 @@ export class LlamaCppEngine {
             logprobs: null,
             finish_reason: finishReason(r.metadata.stopReason),
           }],
-          usage: usage(run.promptTokens, completion),
+          usage: usage(run.promptTokens, count.done()),
         };
       },
       stream: (run, end) => {
@@ -472,19 +485,16 @@ export class LlamaCppEngine {
           ...extra,
         });
         return sseStream(run, end, async (emit) => {
-          let completion = 0;
+          const count = this.#count(run);
           const r = await run.slot.completion.generateCompletionWithMeta(prompt, {
             ...genOptions(opts, run),
-            onToken: (t: Token[]) => {
-              completion += t.length;
-              this.#tokens += t.length;
-            },
+            onToken: count.onToken,
             onTextChunk: (text) => {
               if (text) emit(chunk(text, null));
             },
           });
           emit(chunk("", finishReason(r.metadata.stopReason), {
-            usage: usage(run.promptTokens, completion),
+            usage: usage(run.promptTokens, count.done()),
           }));
         });
       },

@@ -228,6 +228,11 @@ export interface TinyModelOptions {
   name?: string;
   /** Leave out the chat template. */
   noChatTemplate?: boolean;
+  /**
+   * A text added to the vocabulary as one token that free generation always picks first (where a
+   * grammar allows it): e.g. a chat template's function-call prefix, to make the model call tools.
+   */
+  favouredToken?: string;
 }
 
 interface Vocab {
@@ -236,9 +241,11 @@ interface Vocab {
   types: number[];
   /** Tokens free generation must not pick (control and byte tokens). */
   suppressed: Set<number>;
+  /** The favoured token, if any. */
+  favoured: number | null;
 }
 
-function tinyVocab(): Vocab {
+function tinyVocab(favouredToken?: string): Vocab {
   const tokens: string[] = [], scores: number[] = [], types: number[] = [];
   const suppressed = new Set<number>();
   const add = (t: string, type: number, score: number, suppress: boolean) => {
@@ -256,7 +263,12 @@ function tinyVocab(): Vocab {
   add("\u2581", 1, -1, false); // the SentencePiece space
   for (let c = 33; c < 127; c++) add(String.fromCharCode(c), 1, -2, false);
   for (const word of WORDS) add(`\u2581${word}`, 1, -0.5, false);
-  return { tokens, scores, types, suppressed };
+  let favoured: number | null = null;
+  if (favouredToken !== undefined) {
+    favoured = tokens.length;
+    add(favouredToken.replaceAll(" ", "\u2581"), 1, -0.5, false);
+  }
+  return { tokens, scores, types, suppressed, favoured };
 }
 
 /** Token ids of the tiny model's special tokens. */
@@ -272,7 +284,7 @@ export function tinyLlamaGguf(options: TinyModelOptions = {}): Uint8Array {
   const ctx = options.contextLength ?? 2048;
   const mat = options.matrixType ?? GGML_F16;
   const rand = prng(options.seed ?? 42);
-  const vocab = tinyVocab();
+  const vocab = tinyVocab(options.favouredToken);
   const nVocab = vocab.tokens.length;
   const headDim = embd / heads;
   const kvDim = headDim * kvHeads;
@@ -290,7 +302,9 @@ export function tinyLlamaGguf(options: TinyModelOptions = {}): Uint8Array {
   // output: [embd, vocab]; suppressed tokens get a large negative weight on component 0.
   // (Scales shrink with the width so that wider models keep the same behaviour.)
   const output = uniform(embd * nVocab, 1.7 * Math.sqrt(64 / embd));
-  for (let t = 0; t < nVocab; t++) output[t * embd] = vocab.suppressed.has(t) ? -20 : 0;
+  for (let t = 0; t < nVocab; t++) {
+    output[t * embd] = vocab.suppressed.has(t) ? -20 : t === vocab.favoured ? 20 : 0;
+  }
 
   const tensors: Tensor[] = [
     { name: "token_embd.weight", dims: [embd, nVocab], type: mat, data: tokEmbd },

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { openaiUpstream } from "../router/upstreams.ts";
 import { readSse, until } from "../router/helpers.ts";
-import { tinyLlamaGguf } from "../helpers/gguf.ts";
+import { tinyLlamaGguf, writeTinyModel } from "../helpers/gguf.ts";
 import { privacyPolicy } from "../../core/policy/privacy.ts";
 import { chat, serveLocal } from "./helpers.ts";
 
@@ -465,5 +465,56 @@ Deno.test("llama-cpp: a reload keeps an unchanged model and loads a changed one"
     assert.equal((await chat(s.url, { messages: HI, max_tokens: 2 })).status, 200);
   } finally {
     await s.stop();
+  }
+});
+
+Deno.test("llama-cpp: a model that calls a tool answers with tool_calls (whole and streamed)", async () => {
+  // A test model whose favourite token is the ChatML wrapper's function-call prefix: it starts
+  // a call, and node-llama-cpp's grammar makes the name and arguments follow the tool's schema.
+  const modelPath = await writeTinyModel({ favouredToken: "||call: ", name: "caller" });
+  const s = await serveLocal({ modelPath, contextSize: 2048 });
+  try {
+    const tools = [{
+      type: "function",
+      function: {
+        name: "lookup",
+        description: "Look up a size",
+        parameters: {
+          type: "object",
+          properties: { size: { enum: ["small", "large"] } },
+          required: ["size"],
+        },
+      },
+    }];
+    const messages = [{ role: "user", content: "Which size?" }];
+    const once = await json(await chat(s.url, { messages, tools, max_tokens: 60 }));
+    const choice = once.choices[0];
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    assert.equal(choice.message.tool_calls.length, 1);
+    const call = choice.message.tool_calls[0];
+    assert.match(call.id, /^call_[0-9a-f]{24}$/);
+    assert.equal(call.function.name, "lookup");
+    assert.ok(["small", "large"].includes(JSON.parse(call.function.arguments).size));
+    assert.ok(once.usage.completion_tokens > 0);
+
+    const chunks =
+      (await readSse(await chat(s.url, { messages, tools, max_tokens: 60, stream: true })))
+        .slice(0, -1).map((e) => JSON.parse(e.data));
+    const deltas = chunks.flatMap((c) => c.choices[0].delta.tool_calls ?? []);
+    assert.equal(deltas.length, 1);
+    assert.equal(deltas[0].function.name, "lookup");
+    assert.deepEqual(JSON.parse(deltas[0].function.arguments), JSON.parse(call.function.arguments));
+    assert.equal(chunks.at(-1).choices[0].finish_reason, "tool_calls");
+
+    // tool_choice "none": the tools are left out and the model answers in text.
+    const none = await json(
+      await chat(s.url, { messages, tools, tool_choice: "none", max_tokens: 3 }),
+    );
+    assert.equal(none.choices[0].finish_reason, "length");
+    assert.match(none.choices[0].message.content, /^\|\|call: /);
+  } finally {
+    await s.stop();
+    await Deno.remove(modelPath.replace(/\/[^/]*$/, ""), { recursive: true });
   }
 });
