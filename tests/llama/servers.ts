@@ -4,8 +4,9 @@
 // - vllm:     `stop_reason`, `logprobs: null`, `reasoning_content`, empty `tool_calls: []` in
 //             messages; a streamed usage chunk with `choices: []` only when the client asks
 //             (stream_options.include_usage); tool-call arguments streamed in pieces.
-// - nim:      NVIDIA NIM for LLMs (vLLM/TensorRT-LLM): like vllm, but streams usage in the last
-//             chunk together with finish_reason.
+// - nim:      NVIDIA NIM for LLMs: vllm's shapes, but usage in the last streamed chunk together
+//             with finish_reason (the placement some OpenAI-compatible servers use; which one a
+//             given NIM version uses depends on its engine, so both are covered).
 // - ollama:   `system_fingerprint: "fp_ollama"`, role in every streamed delta, a tool call
 //             delivered whole in one chunk, usage only with include_usage; errors as
 //             {"error": {"message", "type": "api_error", "param": null, "code": null}}.
