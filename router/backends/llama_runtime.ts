@@ -3,14 +3,62 @@
 // them. node-llama-cpp is imported on first use: it takes about half a second, which a router
 // without llama-cpp backends (and `clawcage run`) should not pay.
 
+import process from "node:process";
 import type { Llama } from "node-llama-cpp";
 
 let nlcPromise: Promise<typeof import("node-llama-cpp")> | null = null;
 
-/** The node-llama-cpp module (imported once, on first use). */
+/** The signals npm's signal-exit listens to on Linux. */
+const SIGNAL_EXIT_SIGNALS = [
+  "SIGABRT",
+  "SIGALRM",
+  "SIGHUP",
+  "SIGINT",
+  "SIGTERM",
+  "SIGVTALRM",
+  "SIGXCPU",
+  "SIGXFSZ",
+  "SIGUSR2",
+  "SIGTRAP",
+  "SIGSYS",
+  "SIGQUIT",
+  "SIGIOT",
+  "SIGIO",
+  "SIGPOLL",
+  "SIGPWR",
+  "SIGSTKFLT",
+] as const;
+
+/**
+ * The node-llama-cpp module (imported once, on first use). Its dependencies load npm's
+ * signal-exit, which answers the first SIGTERM, SIGINT, SIGHUP, ... by sending the same signal to
+ * the process again: a process that has stopped listening by then is killed by it (`clawcage
+ * router` exited 143 instead of 0 on SIGTERM). clawcage handles its signals itself, so the
+ * listeners that the import adds are removed again.
+ */
 export function nlc(): Promise<typeof import("node-llama-cpp")> {
-  nlcPromise ??= import("node-llama-cpp");
+  nlcPromise ??= (async () => {
+    const before = new Map(SIGNAL_EXIT_SIGNALS.map((s) => [s, new Set(listeners(s))]));
+    const mod = await import("node-llama-cpp");
+    for (const s of SIGNAL_EXIT_SIGNALS) {
+      for (const l of listeners(s)) {
+        if (before.get(s)!.has(l)) continue;
+        try {
+          process.removeListener(s as NodeJS.Signals, l as () => void);
+        } catch { /* a signal this platform does not have */ }
+      }
+    }
+    return mod;
+  })();
   return nlcPromise;
+}
+
+function listeners(signal: string): unknown[] {
+  try {
+    return process.listeners(signal as NodeJS.Signals);
+  } catch {
+    return [];
+  }
 }
 
 let llamaPromise: Promise<Llama> | null = null;
