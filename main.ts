@@ -18,6 +18,7 @@ Commands:
   router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
   service [--config FILE] / status     run the configured agents as a service; ask it how they are
   policy check|explain|diff|presets    validate, explain, compare policies; presets (policy --help)
+  models list|add|remove               local GGUF models for the router (models --help)
   version [--json]                     print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   service: async () => (await import("./core/cli/service.ts")).serviceCommand,
   status: async () => (await import("./core/cli/status.ts")).statusCommand,
   policy: async () => (await import("./core/cli/policy.ts")).policyCommand,
+  models: async () => (await import("./core/cli/models.ts")).modelsCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   __print: async () => (await import("./core/cli/assets.ts")).printAssetCommand,
   version: () =>

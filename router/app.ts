@@ -7,9 +7,11 @@ import { type Context, Hono } from "hono";
 import type { PrivacyPolicy } from "../core/policy/privacy.ts";
 import { type InferenceAuditEvent, type InferenceAuditSink, promptHmac } from "./audit_event.ts";
 import { anthropicPost } from "./backends/anthropic.ts";
+import { EnginePool } from "./backends/llama_cpp.ts";
 import { type OpenAIPath, openaiPost } from "./backends/openai.ts";
 import { type Backend, UpstreamCall, UpstreamError } from "./backends/upstream.ts";
 import { errorResponse, type ErrorStyle } from "./errors.ts";
+import { type BackendHealth, HealthProbe } from "./health.ts";
 import type { Detect, Entity, EntityType } from "./pii/types.ts";
 import { type Endpoint, type RequestBody, validateRequest, walkRequest } from "./protocol.ts";
 import { Pseudonymiser } from "./pseudonymise.ts";
@@ -38,6 +40,10 @@ export interface RouterOptions {
   env?: (name: string) => string | undefined;
   /** A fixed client label (the sandbox's name); default: the peer's address. */
   client?: string;
+  /** Status lines (local model loading, device, failures); default: stderr. */
+  log?: (line: string) => void;
+  /** Turns a llama-cpp backend's model_path into a file (model store names); default: as is. */
+  resolveModelPath?: (modelPath: string) => string;
 }
 
 /** The policy cannot be served as it is (e.g. a key's environment variable is unset). */
@@ -51,8 +57,15 @@ interface Config {
 function resolveConfig(
   policy: PrivacyPolicy,
   env: (name: string) => string | undefined,
+  engines: EnginePool,
 ): Config {
   const backends = new Map<string, Backend>();
+  let loaded;
+  try {
+    loaded = engines.sync(Object.entries(policy.backends));
+  } catch (e) {
+    throw new RouterConfigError((e as Error).message);
+  }
   for (const [name, config] of Object.entries(policy.backends)) {
     let apiKey: string | null = null;
     if (config.api_key_env !== undefined) {
@@ -66,7 +79,7 @@ function resolveConfig(
       }
     }
     const role = name === policy.local ? "local" : "cloud";
-    backends.set(name, { name, role, config, apiKey });
+    backends.set(name, { name, role, config, apiKey, engine: loaded.get(name) });
   }
   return { policy, backends };
 }
@@ -75,6 +88,12 @@ export interface Router {
   fetch: (request: Request, info?: Deno.ServeHandlerInfo) => Response | Promise<Response>;
   /** Serve a new privacy policy from the next request on (requests in flight keep theirs). */
   reload(policy: PrivacyPolicy): void;
+  /** Health of every backend (llama-cpp: its engine; remote: a probe, cached a few seconds). */
+  health(): Promise<BackendHealth[]>;
+  /** Local models of llama-cpp backends, once they have loaded or failed. */
+  ready(): Promise<void>;
+  /** Frees the local models (after their requests in flight). */
+  close(): Promise<void>;
 }
 
 const PATHS: Record<Endpoint, string> = {
@@ -86,7 +105,10 @@ const PATHS: Record<Endpoint, string> = {
 
 export function createRouter(options: RouterOptions): Router {
   const env = options.env ?? ((name: string) => Deno.env.get(name));
-  let config = resolveConfig(options.policy, env);
+  const engines = new EnginePool(options.log, options.resolveModelPath);
+  let config = resolveConfig(options.policy, env, engines);
+  const probe = new HealthProbe();
+  const health = () => Promise.all([...config.backends.values()].map((b) => probe.check(b)));
   const app = new Hono<{ Bindings: Deno.ServeHandlerInfo | undefined }>();
 
   const clientOf = (c: Context): string => {
@@ -106,8 +128,36 @@ export function createRouter(options: RouterOptions): Router {
       }));
   }
 
-  app.get("/v1/models", (c) => {
-    const ids = knownModels(config.policy);
+  app.get("/healthz", async (c) => {
+    const backends = await health();
+    const down = backends.filter((b) => !b.available);
+    const localDown = down.some((b) => b.role === "local");
+    return c.json({
+      status: down.length === 0
+        ? "ok"
+        : localDown || down.length === backends.length
+        ? "unavailable"
+        : "degraded",
+      fail_closed: config.policy.fail_closed,
+      backends,
+    }, down.length === 0 ? 200 : 503);
+  });
+
+  app.get("/v1/models", async (c) => {
+    const policy = config.policy;
+    const ids = knownModels(policy);
+    const byName = new Map((await health()).map((h) => [h.name, h]));
+    // Which backend answers a model id; "auto" may go to either, so it needs both.
+    const status = (id: string) => {
+      const names = Object.entries(policy.backends)
+        .filter(([name, b]) => id === name || id === b.model || id === b.embedding_model)
+        .map(([name]) => name);
+      const used = names.length ? names : [policy.local, policy.cloud].filter((n) => n) as string[];
+      return {
+        backend: names.length ? names[0] : null,
+        available: used.every((n) => byName.get(n)?.available === true),
+      };
+    };
     if (c.req.header("anthropic-version")) {
       return c.json({
         data: ids.map((id) => ({
@@ -115,6 +165,7 @@ export function createRouter(options: RouterOptions): Router {
           id,
           display_name: id,
           created_at: "1970-01-01T00:00:00Z",
+          ...status(id),
         })),
         has_more: false,
         first_id: ids[0] ?? null,
@@ -123,7 +174,13 @@ export function createRouter(options: RouterOptions): Router {
     }
     return c.json({
       object: "list",
-      data: ids.map((id) => ({ id, object: "model", created: 0, owned_by: "clawcage" })),
+      data: ids.map((id) => ({
+        id,
+        object: "model",
+        created: 0,
+        owned_by: "clawcage",
+        ...status(id),
+      })),
     });
   });
 
@@ -148,8 +205,13 @@ export function createRouter(options: RouterOptions): Router {
   return {
     fetch: (request, info) => app.fetch(request, info),
     reload(policy) {
-      config = resolveConfig(policy, env);
+      config = resolveConfig(policy, env, engines);
     },
+    health,
+    async ready() {
+      await Promise.all([...config.backends.values()].map((b) => b.engine?.ready));
+    },
+    close: () => engines.close(),
   };
 }
 

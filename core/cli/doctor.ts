@@ -165,6 +165,34 @@ export function summarize(checks: Check[]): string {
   return "Landlock missing: only policies with landlock.compatibility: best_effort will run";
 }
 
+/** Which device the privacy router's in-process models (llama-cpp backends) would use. */
+export async function localInferenceCheck(): Promise<Check> {
+  const name = "local inference";
+  const { runtimeInfo, describeRuntime } = await import("../../router/backends/llama_runtime.ts");
+  const nvidia = read("/proc/driver/nvidia/version") !== null;
+  try {
+    const info = await runtimeInfo();
+    if (info.device !== "cpu") {
+      return { name, status: "ok", detail: `llama.cpp on ${describeRuntime(info)}`, fix: "" };
+    }
+    return {
+      name,
+      status: "warn",
+      detail: `llama.cpp on ${describeRuntime(info)}: local models will be slow`,
+      fix: nvidia
+        ? "an NVIDIA driver is loaded but the CUDA build of llama.cpp did not start: check that libcuda.so.1 is visible (ldconfig -p | grep libcuda) and that npm installed @node-llama-cpp/linux-*-cuda"
+        : "",
+    };
+  } catch (e) {
+    return {
+      name,
+      status: "warn",
+      detail: `the llama.cpp runtime does not load (${(e as Error).message.split("\n")[0]})`,
+      fix: "llama-cpp backends cannot run here; use a local server (type openai) instead",
+    };
+  }
+}
+
 export async function doctorCommand(args: string[]): Promise<number> {
   let json = false;
   let policyPath: string | undefined;
@@ -190,6 +218,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
   const checks = runChecks();
   // The audit trail as `clawcage run` would write it (with --policy: as that policy says).
   checks.push(...await auditChecks(auditSettings(policy?.audit)));
+  checks.push(await localInferenceCheck());
   const summary = summarize(checks);
   const failed = checks.some((c) => c.status === "missing");
   if (json) {

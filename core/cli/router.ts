@@ -7,12 +7,14 @@ import type { PrivacyPolicy } from "../policy/privacy.ts";
 import type { InferenceAuditEvent } from "../../router/audit_event.ts";
 import { createRouter, RouterConfigError } from "../../router/app.ts";
 import { detect } from "../../router/pii/detect.ts";
+import { modelPathResolver } from "../models/store.ts";
 import { UsageError } from "./common.ts";
 
 export const ROUTER_HELP = `Usage: clawcage router --policy FILE [options]
 
 Serves the privacy router: OpenAI-compatible /v1/chat/completions, /v1/completions,
-/v1/embeddings, /v1/models and Anthropic-compatible /v1/messages. Requests are scanned for
+/v1/embeddings, /v1/models (with availability), Anthropic-compatible /v1/messages, and
+GET /healthz (each backend's state; 503 when one is down). Requests are scanned for
 PII; keep_local types go to the policy's local backend, the rest to its cloud backend with the
 pseudonymise types replaced by placeholders (restored in the answer).
 
@@ -137,7 +139,14 @@ export async function routerCommand(args: string[]): Promise<number> {
 
   let router;
   try {
-    router = createRouter({ policy: privacy, detect, hmacKey, audit, client: values.client });
+    router = createRouter({
+      policy: privacy,
+      detect,
+      hmacKey,
+      audit,
+      client: values.client,
+      resolveModelPath: modelPathResolver(),
+    });
   } catch (e) {
     if (e instanceof RouterConfigError) throw new UsageError(`${policyPath}: ${e.message}`);
     throw e;
@@ -196,6 +205,7 @@ export async function routerCommand(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGHUP", reload);
   await server.shutdown();
+  await router.close();
   auditFile?.close();
   return 0;
 }

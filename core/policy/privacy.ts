@@ -43,18 +43,48 @@ export const privacyBackend = z.strictObject({
   model: z.string().min(1).optional(),
   /** The model used for /v1/embeddings on this backend (none: embeddings are refused). */
   embedding_model: z.string().min(1).optional(),
-  /** For type llama-cpp (not supported yet). */
+  /** type llama-cpp: the GGUF file (absolute path) or the name of a model in the model store. */
   model_path: z.string().min(1).optional(),
+  /** type llama-cpp: tokens of context per request (default: the model's, at most 8192). */
+  context_size: z.number().int().min(64).max(1_048_576).optional(),
+  /** type llama-cpp: layers offloaded to the GPU ("auto": as many as fit; 0: CPU only). */
+  gpu_layers: z.union([z.literal("auto"), z.literal("max"), z.number().int().min(0)]).optional(),
+  /** type llama-cpp: CPU threads (default: llama.cpp's choice). */
+  threads: z.number().int().min(1).max(1024).optional(),
+  /** type llama-cpp: requests generated at the same time (context sequences). */
+  parallel: z.number().int().min(1).max(64).optional(),
+  /** type llama-cpp: requests that may wait for a free sequence; more are refused with 429. */
+  max_queue: z.number().int().min(0).max(100_000).optional(),
   /** Time allowed for the response headers and between two streamed chunks. */
   timeout_ms: z.number().int().min(100).max(3_600_000).default(120_000),
 }).superRefine((b, ctx) => {
+  const llamaOnly = [
+    "model_path",
+    "context_size",
+    "gpu_layers",
+    "threads",
+    "parallel",
+    "max_queue",
+  ] as const;
   if (b.type === "llama-cpp") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["type"],
-      message:
-        "type llama-cpp (in-process model) is not supported yet; run a llama.cpp/vLLM/NIM server and use type openai with its base_url",
-    });
+    if (b.model_path === undefined) {
+      ctx.addIssue({ code: "custom", message: "a llama-cpp backend needs model_path" });
+    }
+    if (b.model === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "a llama-cpp backend needs model (the name clients use for it)",
+      });
+    }
+    for (const key of ["base_url", "api_key_env"] as const) {
+      if (b[key] !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `${key} is not used by type llama-cpp (the model runs in this process)`,
+        });
+      }
+    }
     return;
   }
   if (b.base_url === undefined) {
@@ -63,12 +93,14 @@ export const privacyBackend = z.strictObject({
   if (b.model === undefined) {
     ctx.addIssue({ code: "custom", message: `a ${b.type} backend needs model` });
   }
-  if (b.model_path !== undefined) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["model_path"],
-      message: "model_path is only for type llama-cpp",
-    });
+  for (const key of llamaOnly) {
+    if (b[key] !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: `${key} is only for type llama-cpp`,
+      });
+    }
   }
 });
 

@@ -2,6 +2,7 @@
 // upstream failures turned into errors that name the backend but never its key.
 
 import type { PrivacyBackend } from "../../core/policy/privacy.ts";
+import type { LlamaCppEngine } from "./llama_cpp.ts";
 
 /** A backend from the policy, with its key read from the environment. */
 export interface Backend {
@@ -10,6 +11,8 @@ export interface Backend {
   config: PrivacyBackend;
   /** Never logged, never returned to a client. */
   apiKey: string | null;
+  /** type llama-cpp: the model loaded in this process. */
+  engine?: LlamaCppEngine;
 }
 
 export class UpstreamError extends Error {
@@ -43,6 +46,11 @@ export class UpstreamCall {
   /** The call is over. */
   done(): void {
     this.disarm();
+  }
+
+  /** Aborted when the call times out or the client goes away (for in-process backends). */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
   }
 
   get timedOut(): boolean {

@@ -6,6 +6,7 @@ const BENCHES: Record<string, string> = {
   appliance: "./appliance.ts",
   policy: "./policy_decide.ts",
   "audit-export": "./audit_export.ts",
+  llama: "./llama.ts",
 };
 
 const [name, ...rest] = Deno.args;

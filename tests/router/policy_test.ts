@@ -43,7 +43,20 @@ Deno.test("a privacy section loads with its defaults", () => {
 Deno.test("privacy mistakes are reported with file:line:column", () => {
   assert.match(
     problems(GOOD.replace("type: openai", "type: llama-cpp\n      model_path: /m.gguf")),
-    /^p\.yaml:5:\d+: privacy\.backends\.nemotron\.type: type llama-cpp .*not supported yet/,
+    /^p\.yaml:7:17: privacy\.backends\.nemotron\.base_url: base_url is not used by type llama-cpp/,
+  );
+  assert.match(
+    problems(
+      GOOD.replace("      base_url: http://127.0.0.1:8000/v1\n", "").replace(
+        "type: openai",
+        "type: llama-cpp",
+      ),
+    ),
+    /privacy\.backends\.nemotron: a llama-cpp backend needs model_path/,
+  );
+  assert.match(
+    problems(GOOD.replace("model: nemotron-nano", "model: nemotron-nano\n      gpu_layers: 12")),
+    /privacy\.backends\.nemotron\.gpu_layers: gpu_layers is only for type llama-cpp/,
   );
   assert.match(
     problems(GOOD.replace("US_SSN", "SSN")),

@@ -1,0 +1,16 @@
+import { loadRuntime } from "./router/backends/llama_runtime.ts";
+const llama = await loadRuntime();
+const model = await llama.loadModel({ modelPath: Deno.args[0], gpuLayers: 0 });
+const ctx = await model.createContext({ contextSize: 256, threads: 1 });
+console.error("ready");
+const stopped = Promise.withResolvers<void>();
+const stop = () => stopped.resolve();
+Deno.addSignalListener("SIGTERM", stop);
+await stopped.promise;
+console.error("got signal");
+Deno.removeSignalListener("SIGTERM", stop);
+console.error("removed");
+await ctx.dispose();
+await model.dispose();
+console.error("disposed");
+Deno.exit(0);
