@@ -518,3 +518,36 @@ Deno.test("llama-cpp: a model that calls a tool answers with tool_calls (whole a
     await Deno.remove(modelPath.replace(/\/[^/]*$/, ""), { recursive: true });
   }
 });
+
+Deno.test("llama-cpp: an Anthropic client (/v1/messages) is served through translation", async () => {
+  const s = await serveLocal();
+  try {
+    const ask = (stream: boolean) =>
+      fetch(`${s.url}/v1/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "anthropic-version": "2023-06-01" },
+        body: JSON.stringify({
+          model: "auto",
+          max_tokens: 10,
+          temperature: 0,
+          system: "Be brief.",
+          messages: [{ role: "user", content: "Say something." }],
+          stream,
+        }),
+      });
+    const whole = await json(await ask(false));
+    assert.equal(whole.type, "message");
+    assert.equal(whole.stop_reason, "max_tokens");
+    assert.equal(whole.usage.output_tokens, 10);
+    assert.match(whole.content[0].text, /^[\x20-\x7e]+$/);
+    const events = await readSse(await ask(true));
+    assert.equal(events[0].event, "message_start");
+    assert.equal(events.at(-1)!.event, "message_stop");
+    const text = events.filter((e) => e.event === "content_block_delta")
+      .map((e) => JSON.parse(e.data).delta.text).join("");
+    assert.equal(text, whole.content[0].text);
+    assert.equal(s.audit.at(-1)!.backend, "tiny");
+  } finally {
+    await s.stop();
+  }
+});
