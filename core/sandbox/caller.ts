@@ -1,0 +1,232 @@
+// Caller identity: which process opened a TCP connection that we accepted on loopback.
+// The peer's address and port -> the client socket's inode in /proc/net/tcp(6) -> the process
+// holding `socket:[inode]` in /proc/PID/fd -> its executable (/proc/PID/exe) and a sha256 of
+// it (cached by device, inode, size and mtime). Everything is read from the /proc of the
+// reading process's PID and network namespaces, so the stage sees exactly the sandbox.
+//
+// Limits (see docs/egress.md, "Caller identity"): an interpreter's path names the
+// interpreter, not its script; a socket shared by several processes (fork, SCM_RIGHTS) is
+// attributed to no one unless all holders run the same executable; processes we may not
+// inspect (another uid, not dumpable) are invisible. Unknown callers get exe "".
+
+import { createHash } from "node:crypto";
+
+export interface Caller {
+  /** PID in the reader's PID namespace; 0 when unknown. */
+  pid: number;
+  /** Absolute path of the executable as the sandbox sees it; "" when unknown. */
+  exe: string;
+  /** Hex sha256 of the executable's contents; "" when unknown or unreadable. */
+  sha256: string;
+}
+
+export const UNKNOWN_CALLER: Caller = Object.freeze({ pid: 0, exe: "", sha256: "" });
+
+/** One TCP endpoint, with IPv4-mapped IPv6 addresses written as plain IPv4. */
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface SocketEntry {
+  local: Endpoint;
+  remote: Endpoint;
+  inode: number;
+}
+
+/** Normalises an address as Deno reports it ("::ffff:127.0.0.1" -> "127.0.0.1"). */
+export function normalizeAddress(address: string): string {
+  const a = address.toLowerCase().replace(/^\[|\]$/g, "");
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  if (mapped) return mapped[1];
+  if (a.includes(":")) return ipv6ToString(ipv6Parse(a));
+  return a;
+}
+
+function ipv6Parse(a: string): number[] {
+  // Expands "::" and returns 8 groups. Only called on addresses the kernel or Deno wrote.
+  const [head, tail] = a.includes("::") ? a.split("::") : [a, null];
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const fill = tail === null ? [] : new Array(8 - h.length - t.length).fill("0");
+  return [...h, ...fill, ...t].map((g) => parseInt(g, 16));
+}
+
+function ipv6ToString(groups: number[]): string {
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `${groups[6] >> 8}.${groups[6] & 255}.${groups[7] >> 8}.${groups[7] & 255}`;
+  }
+  return groups.map((g) => g.toString(16)).join(":");
+}
+
+/** Decodes a /proc/net/tcp(6) address ("0100007F:1F90"): 32-bit words in host byte order. */
+function decodeProcAddress(hex: string): Endpoint {
+  const [addr, port] = hex.split(":");
+  const bytes: number[] = [];
+  for (let w = 0; w < addr.length; w += 8) {
+    const word = addr.slice(w, w + 8);
+    // Little-endian hosts (x86_64, aarch64): the word's bytes are reversed.
+    for (let b = 6; b >= 0; b -= 2) bytes.push(parseInt(word.slice(b, b + 2), 16));
+  }
+  const address = bytes.length === 4 ? bytes.join(".") : ipv6ToString(
+    Array.from({ length: 8 }, (_, i) => (bytes[2 * i] << 8) | bytes[2 * i + 1]),
+  );
+  return { address, port: parseInt(port, 16) };
+}
+
+/** Parses the text of /proc/net/tcp or /proc/net/tcp6. */
+export function parseProcNetTcp(text: string): SocketEntry[] {
+  const entries: SocketEntry[] = [];
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    entries.push({ local: decodeProcAddress(f[1]), remote: decodeProcAddress(f[2]), inode: +f[9] });
+  }
+  return entries;
+}
+
+function readText(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Inode of the client socket whose local end is `client` and remote end is `server`, or null.
+ * `client` is the peer address of a connection we accepted, `server` its local address.
+ */
+export function findSocketInode(
+  client: Endpoint,
+  server: Endpoint,
+  procRoot = "/proc",
+): number | null {
+  const c = { address: normalizeAddress(client.address), port: client.port };
+  const s = { address: normalizeAddress(server.address), port: server.port };
+  for (const file of ["net/tcp", "net/tcp6"]) {
+    for (const e of parseProcNetTcp(readText(`${procRoot}/${file}`))) {
+      if (
+        e.inode !== 0 && e.local.port === c.port && e.remote.port === s.port &&
+        e.local.address === c.address && e.remote.address === s.address
+      ) return e.inode;
+    }
+  }
+  return null;
+}
+
+/** PIDs (other than our own) that hold `socket:[inode]` open, in ascending order. */
+export function socketHolders(inode: number, procRoot = "/proc"): number[] {
+  const target = `socket:[${inode}]`;
+  const self = Deno.pid;
+  const holders: number[] = [];
+  let dirs: Deno.DirEntry[];
+  try {
+    dirs = [...Deno.readDirSync(procRoot)];
+  } catch {
+    return [];
+  }
+  for (const d of dirs) {
+    if (!/^\d+$/.test(d.name)) continue;
+    const pid = Number(d.name);
+    if (pid === self) continue;
+    let fds: Deno.DirEntry[];
+    try {
+      fds = [...Deno.readDirSync(`${procRoot}/${pid}/fd`)];
+    } catch {
+      continue; // gone, or not ours to inspect
+    }
+    for (const fd of fds) {
+      try {
+        if (Deno.readLinkSync(`${procRoot}/${pid}/fd/${fd.name}`) === target) {
+          holders.push(pid);
+          break;
+        }
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return holders.sort((a, b) => a - b);
+}
+
+interface HashEntry {
+  key: string;
+  sha256: string;
+}
+
+/** sha256 of executables, keyed by device, inode, size and mtime (a rewritten file rehashes). */
+export class ExeHasher {
+  #cache = new Map<string, HashEntry>();
+  constructor(readonly maxEntries = 256) {}
+
+  /** Hashes the file `path` opens (e.g. /proc/PID/exe); "" when it cannot be read. */
+  hash(path: string): string {
+    let file: Deno.FsFile;
+    try {
+      file = Deno.openSync(path, { read: true });
+    } catch {
+      return "";
+    }
+    try {
+      const st = file.statSync();
+      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime() ?? 0}`;
+      const hit = this.#cache.get(key);
+      if (hit) return hit.sha256;
+      const h = createHash("sha256");
+      const buf = new Uint8Array(1 << 20);
+      for (;;) {
+        const n = file.readSync(buf);
+        if (n === null || n === 0) break;
+        h.update(buf.subarray(0, n));
+      }
+      const sha256 = h.digest("hex");
+      if (this.#cache.size >= this.maxEntries) {
+        this.#cache.delete(this.#cache.keys().next().value!);
+      }
+      this.#cache.set(key, { key, sha256 });
+      return sha256;
+    } catch {
+      return "";
+    } finally {
+      file.close();
+    }
+  }
+}
+
+/**
+ * The process that owns the client end of an accepted loopback connection. Races (the
+ * process exited, the socket closed) and ambiguity (holders running different executables)
+ * give UNKNOWN_CALLER: a `binaries:` rule can then never match, so they fail closed.
+ */
+export function identifyCaller(
+  client: Endpoint,
+  server: Endpoint,
+  hasher: ExeHasher,
+  procRoot = "/proc",
+): Caller {
+  const inode = findSocketInode(client, server, procRoot);
+  if (inode === null) return UNKNOWN_CALLER;
+  const pids = socketHolders(inode, procRoot);
+  let found: Caller | null = null;
+  for (const pid of pids) {
+    let exe: string;
+    try {
+      exe = Deno.readLinkSync(`${procRoot}/${pid}/exe`);
+    } catch {
+      continue; // exited, or a kernel thread
+    }
+    if (found && found.exe !== exe) return UNKNOWN_CALLER;
+    if (!found) found = { pid, exe, sha256: hasher.hash(`${procRoot}/${pid}/exe`) };
+  }
+  return found ?? UNKNOWN_CALLER;
+}
+
+/** Longest caller line the proxy accepts, CRLF included. */
+export const MAX_CALLER_LINE = 4096;
+
+/** The line the bridge sends to the proxy before the client's bytes (unknown if too long). */
+export function callerLine(caller: Caller): string {
+  const line = (c: Caller) =>
+    `CLAWCAGE-CALLER ${JSON.stringify({ pid: c.pid, exe: c.exe, sha256: c.sha256 })}\r\n`;
+  const text = line(caller);
+  return new TextEncoder().encode(text).length <= MAX_CALLER_LINE ? text : line(UNKNOWN_CALLER);
+}

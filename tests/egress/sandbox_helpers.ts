@@ -1,0 +1,148 @@
+// Helpers for the sandbox side of egress: a runtime directory laid out as the supervisor lays
+// it out, a recording stand-in for the proxy on its unix socket, and an in-process sandbox run.
+
+import { parsePolicy } from "../../core/policy/load.ts";
+import { buildPlan, type EgressEndpoint, withEgress } from "../../core/sandbox/plan.ts";
+import { hostView, runSandbox } from "../../core/sandbox/supervisor.ts";
+
+export const NOBODY = 65534;
+
+/** A unix-socket listener that records caller lines and answers each request with them. */
+export interface RecordingProxy {
+  endpoint: EgressEndpoint;
+  /** Caller JSON objects, in arrival order. */
+  callers: { pid: number; exe: string; sha256: string }[];
+  /** First line of each request after the caller line. */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+async function readUntil(conn: Deno.Conn, buf: Uint8Array[], marker: string): Promise<string> {
+  let text = dec.decode(concat(buf));
+  const chunk = new Uint8Array(4096);
+  while (!text.includes(marker)) {
+    const n = await conn.read(chunk);
+    if (n === null) break;
+    buf.push(chunk.slice(0, n));
+    text = dec.decode(concat(buf));
+  }
+  return text;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Creates /run/clawcage/test-XXXX (0700 root) with bridge/ (0700 agent) and a CA bundle. */
+export async function recordingProxy(opts: { caPem?: string } = {}): Promise<RecordingProxy> {
+  await Deno.mkdir("/run/clawcage", { recursive: true, mode: 0o700 });
+  const runtimeDir = await Deno.makeTempDir({ dir: "/run/clawcage", prefix: "test-" });
+  await Deno.chmod(runtimeDir, 0o700);
+  const socketDir = `${runtimeDir}/bridge`;
+  await Deno.mkdir(socketDir, { mode: 0o700 });
+  await Deno.chown(socketDir, NOBODY, NOBODY);
+  const socketPath = `${socketDir}/proxy.sock`;
+  const listener = Deno.listen({ transport: "unix", path: socketPath });
+  await Deno.chown(socketPath, NOBODY, NOBODY);
+  await Deno.chmod(socketPath, 0o600);
+  let caBundle: string | null = null;
+  if (opts.caPem !== undefined) {
+    caBundle = `${runtimeDir}/ca-bundle.pem`;
+    const system = await Deno.readTextFile("/etc/ssl/certs/ca-certificates.crt").catch(() => "");
+    await Deno.writeTextFile(caBundle, system + opts.caPem, { mode: 0o644 });
+  }
+  const callers: RecordingProxy["callers"] = [];
+  const requests: string[] = [];
+  const conns = new Set<Deno.Conn>();
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        try {
+          const buf: Uint8Array[] = [];
+          const head = await readUntil(conn, buf, "\r\n\r\n");
+          const [callerLine, requestLine] = head.split("\r\n");
+          const caller = JSON.parse(callerLine.replace(/^CLAWCAGE-CALLER /, ""));
+          callers.push(caller);
+          requests.push(requestLine);
+          const body = `${JSON.stringify(caller)}\n${requestLine}\n`;
+          await conn.write(
+            enc.encode(
+              `HTTP/1.1 200 OK\r\nContent-Length: ${
+                enc.encode(body).length
+              }\r\nConnection: close\r\n\r\n${body}`,
+            ),
+          );
+        } catch { /* client went away */ }
+        try {
+          conn.close();
+        } catch { /* closed */ }
+        conns.delete(conn);
+      })();
+    }
+  })();
+  return {
+    endpoint: {
+      runtimeDir,
+      socketDir,
+      socketName: "proxy.sock",
+      proxyPort: null,
+      caBundle,
+    },
+    callers,
+    requests,
+    async close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await serving.catch(() => {});
+      await Deno.remove(runtimeDir, { recursive: true });
+    },
+  };
+}
+
+/** A fresh working directory the agent (nobody) may write. */
+export async function agentWorkdir(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-egress-" });
+  await Deno.chown(dir, NOBODY, NOBODY);
+  return dir;
+}
+
+const DEFAULT_POLICY = new URL("../../policies/default.yaml", import.meta.url);
+
+/**
+ * Runs `sh -c script` in a real sandbox (the default policy, namespaces) whose egress goes to
+ * `endpoint`. The agent's stdout and stderr go to out.txt and err.txt in the workdir.
+ */
+export async function runWithEgress(
+  endpoint: EgressEndpoint,
+  workdir: string,
+  script: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const policy = parsePolicy(await Deno.readTextFile(DEFAULT_POLICY), DEFAULT_POLICY.pathname);
+  const host = { ...hostView(), stdinIsTerminal: false };
+  const plan = withEgress(
+    buildPlan(policy, {
+      argv: ["/bin/sh", "-c", `exec >${workdir}/out.txt 2>${workdir}/err.txt; ${script}`],
+      workdir,
+      env: [],
+      rootless: false,
+    }, host),
+    endpoint,
+  );
+  const code = await runSandbox(plan);
+  const read = (f: string) => Deno.readTextFile(`${workdir}/${f}`).catch(() => "");
+  return { code, stdout: await read("out.txt"), stderr: await read("err.txt") };
+}
