@@ -1,7 +1,7 @@
 // Caller identity: which process opened a TCP connection that we accepted on loopback.
 // The peer's address and port -> the client socket's inode in /proc/net/tcp(6) -> the process
 // holding `socket:[inode]` in /proc/PID/fd -> its executable (/proc/PID/exe) and a sha256 of
-// it (cached by device, inode, size and mtime). Everything is read from the /proc of the
+// it (cached by device, inode, size, mtime and ctime). Everything is read from the /proc of the
 // reading process's PID and network namespaces, so the stage sees exactly the sandbox.
 //
 // Limits (see docs/egress.md, "Caller identity"): an interpreter's path names the
@@ -153,7 +153,7 @@ interface HashEntry {
   sha256: string;
 }
 
-/** sha256 of executables, keyed by device, inode, size and mtime (a rewritten file rehashes). */
+/** sha256 of executables, keyed by device, inode, size, mtime and ctime (rewritten: rehashed). */
 export class ExeHasher {
   #cache = new Map<string, HashEntry>();
   constructor(readonly maxEntries = 256) {}
@@ -168,7 +168,8 @@ export class ExeHasher {
     }
     try {
       const st = file.statSync();
-      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime() ?? 0}`;
+      // ctime too: a process can set mtime back after rewriting a file, not ctime.
+      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}:${st.ctime?.getTime()}`;
       const hit = this.#cache.get(key);
       if (hit) return hit.sha256;
       const h = createHash("sha256");
@@ -225,8 +226,13 @@ export const MAX_CALLER_LINE = 4096;
 
 /** The line the bridge sends to the proxy before the client's bytes (unknown if too long). */
 export function callerLine(caller: Caller): string {
+  // An unknown caller has no pid field (the proxy accepts only positive pids).
   const line = (c: Caller) =>
-    `CLAWCAGE-CALLER ${JSON.stringify({ pid: c.pid, exe: c.exe, sha256: c.sha256 })}\r\n`;
+    `CLAWCAGE-CALLER ${
+      JSON.stringify(
+        c.pid > 0 ? { pid: c.pid, exe: c.exe, sha256: c.sha256 } : { exe: "", sha256: "" },
+      )
+    }\r\n`;
   const text = line(caller);
   return new TextEncoder().encode(text).length <= MAX_CALLER_LINE ? text : line(UNKNOWN_CALLER);
 }
