@@ -4,6 +4,7 @@
 import { parsePolicy } from "../../core/policy/load.ts";
 import { buildPlan, type EgressEndpoint, withEgress } from "../../core/sandbox/plan.ts";
 import { hostView, runSandbox } from "../../core/sandbox/supervisor.ts";
+import { createRuntimeDir, writeCaBundle } from "../../core/sandbox/runtime_dir.ts";
 
 export const NOBODY = 65534;
 
@@ -42,24 +43,15 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Creates /run/clawcage/test-XXXX (0700 root) with bridge/ (0700 agent) and a CA bundle. */
+/** A runtime directory as `clawcage run` makes it, with a recording listener on its socket. */
 export async function recordingProxy(opts: { caPem?: string } = {}): Promise<RecordingProxy> {
-  await Deno.mkdir("/run/clawcage", { recursive: true, mode: 0o700 });
-  const runtimeDir = await Deno.makeTempDir({ dir: "/run/clawcage", prefix: "test-" });
-  await Deno.chmod(runtimeDir, 0o700);
-  const socketDir = `${runtimeDir}/bridge`;
-  await Deno.mkdir(socketDir, { mode: 0o700 });
-  await Deno.chown(socketDir, NOBODY, NOBODY);
-  const socketPath = `${socketDir}/proxy.sock`;
+  const dir = createRuntimeDir({ root: true, agentUid: NOBODY, agentGid: NOBODY });
+  const socketDir = dir.socketDir!;
+  const socketPath = `${socketDir}/${dir.socketName}`;
   const listener = Deno.listen({ transport: "unix", path: socketPath });
   await Deno.chown(socketPath, NOBODY, NOBODY);
   await Deno.chmod(socketPath, 0o600);
-  let caBundle: string | null = null;
-  if (opts.caPem !== undefined) {
-    caBundle = `${runtimeDir}/ca-bundle.pem`;
-    const system = await Deno.readTextFile("/etc/ssl/certs/ca-certificates.crt").catch(() => "");
-    await Deno.writeTextFile(caBundle, system + opts.caPem, { mode: 0o644 });
-  }
+  const caBundle = opts.caPem === undefined ? null : writeCaBundle(dir, opts.caPem);
   const callers: RecordingProxy["callers"] = [];
   const requests: string[] = [];
   const conns = new Set<Deno.Conn>();
@@ -92,9 +84,9 @@ export async function recordingProxy(opts: { caPem?: string } = {}): Promise<Rec
   })();
   return {
     endpoint: {
-      runtimeDir,
+      runtimeDir: dir.path,
       socketDir,
-      socketName: "proxy.sock",
+      socketName: dir.socketName,
       proxyPort: null,
       caBundle,
     },
@@ -108,7 +100,7 @@ export async function recordingProxy(opts: { caPem?: string } = {}): Promise<Rec
         } catch { /* closed */ }
       }
       await serving.catch(() => {});
-      await Deno.remove(runtimeDir, { recursive: true });
+      dir.remove();
     },
   };
 }
