@@ -40,6 +40,8 @@ export interface NetworkActivity extends EventBase {
   protocol?: string;
   bytes_in?: number;
   bytes_out?: number;
+  /** How long the connection was open (close events). */
+  duration_ms?: number;
 }
 
 /** OCSF HTTP Activity (4002): one HTTP request seen by the egress proxy. */
