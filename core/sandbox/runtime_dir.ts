@@ -2,8 +2,9 @@
 // the agent trusts. Root: /run/clawcage/<id>/ (0700 root), which the stage hides behind the
 // sandbox's private /run; the proxy socket sits in bridge/ (0700, owned by the agent's uid so
 // the stage can still connect after dropping to that uid, through a descriptor it opened
-// before). Rootless: $XDG_RUNTIME_DIR/clawcage/<id>/ (or /tmp/clawcage-<uid>/<id>/), which
-// Landlock keeps from the agent except the CA bundle; there is no socket there.
+// before). Rootless: $XDG_RUNTIME_DIR/clawcage/<id>/ (or /tmp/clawcage-<uid>/<id>/), mode
+// 0711 so an agent running as another uid can open the CA bundle by name; it holds nothing
+// secret (no socket, no key) and Landlock grants the agent that one file only.
 
 export interface RuntimeDir {
   id: string;
@@ -25,17 +26,22 @@ export function newSandboxId(): string {
   }`;
 }
 
-/** Creates `dir` with `mode` if missing; refuses one that is a symlink or not ours and private. */
-function ensurePrivateDir(dir: string, uid: number): void {
+/**
+ * Creates `dir` with `mode` if missing; refuses a symlink, another owner, or a mode that lets
+ * others do more than `mode` does.
+ */
+function ensurePrivateDir(dir: string, uid: number, mode: number): void {
   try {
-    Deno.mkdirSync(dir, { mode: 0o700 });
+    Deno.mkdirSync(dir, { mode });
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
   }
   const st = Deno.lstatSync(dir);
-  if (!st.isDirectory || st.uid !== uid || ((st.mode ?? 0) & 0o077) !== 0) {
+  if (!st.isDirectory || st.uid !== uid || ((st.mode ?? 0) & 0o077 & ~mode) !== 0) {
     throw new RuntimeDirError(
-      `${dir} must be a directory owned by uid ${uid} with mode 0700 (found ${
+      `${dir} must be a directory owned by uid ${uid} with mode ${
+        mode.toString(8).padStart(4, "0")
+      } (found ${
         st.isSymlink ? "a symlink" : `uid ${st.uid}, mode ${((st.mode ?? 0) & 0o7777).toString(8)}`
       }); remove it and try again`,
     );
@@ -56,10 +62,11 @@ export function createRuntimeDir(
     }
   }
   if (opts.root) Deno.mkdirSync(base.slice(0, base.lastIndexOf("/")) || "/", { recursive: true });
-  ensurePrivateDir(base, uid);
+  const mode = opts.root ? 0o700 : 0o711;
+  ensurePrivateDir(base, uid, mode);
   const path = `${base}/${id}`;
-  Deno.mkdirSync(path, { mode: 0o700 });
-  Deno.chmodSync(path, 0o700);
+  Deno.mkdirSync(path, { mode });
+  Deno.chmodSync(path, mode);
   let socketDir: string | null = null;
   if (opts.root) {
     socketDir = `${path}/bridge`;

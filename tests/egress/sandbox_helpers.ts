@@ -2,8 +2,14 @@
 // it out, a recording stand-in for the proxy on its unix socket, and an in-process sandbox run.
 
 import { parsePolicy } from "../../core/policy/load.ts";
-import { buildPlan, type EgressEndpoint, withEgress } from "../../core/sandbox/plan.ts";
-import { hostView, runSandbox } from "../../core/sandbox/supervisor.ts";
+import {
+  buildPlan,
+  type EgressEndpoint,
+  type StagePlan,
+  withEgress,
+} from "../../core/sandbox/plan.ts";
+import { hostView, runSandbox, runSandboxWithEgress } from "../../core/sandbox/supervisor.ts";
+import type { EgressOptions } from "../../core/sandbox/egress.ts";
 import { createRuntimeDir, writeCaBundle } from "../../core/sandbox/runtime_dir.ts";
 
 export const NOBODY = 65534;
@@ -114,6 +120,22 @@ export async function agentWorkdir(): Promise<string> {
 
 const DEFAULT_POLICY = new URL("../../policies/default.yaml", import.meta.url);
 
+async function agentPlan(workdir: string, script: string, rootless: boolean): Promise<StagePlan> {
+  const policy = parsePolicy(await Deno.readTextFile(DEFAULT_POLICY), DEFAULT_POLICY.pathname);
+  const host = { ...hostView(), stdinIsTerminal: false };
+  return buildPlan(policy, {
+    argv: ["/bin/sh", "-c", `exec >${workdir}/out.txt 2>${workdir}/err.txt; ${script}`],
+    workdir,
+    env: [],
+    rootless,
+  }, host);
+}
+
+async function agentResult(workdir: string, code: number) {
+  const read = (f: string) => Deno.readTextFile(`${workdir}/${f}`).catch(() => "");
+  return { code, stdout: await read("out.txt"), stderr: await read("err.txt") };
+}
+
 /**
  * Runs `sh -c script` in a real sandbox (the default policy, namespaces) whose egress goes to
  * `endpoint`. The agent's stdout and stderr go to out.txt and err.txt in the workdir.
@@ -123,18 +145,22 @@ export async function runWithEgress(
   workdir: string,
   script: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const policy = parsePolicy(await Deno.readTextFile(DEFAULT_POLICY), DEFAULT_POLICY.pathname);
-  const host = { ...hostView(), stdinIsTerminal: false };
-  const plan = withEgress(
-    buildPlan(policy, {
-      argv: ["/bin/sh", "-c", `exec >${workdir}/out.txt 2>${workdir}/err.txt; ${script}`],
-      workdir,
-      env: [],
-      rootless: false,
-    }, host),
-    endpoint,
+  const plan = withEgress(await agentPlan(workdir, script, false), endpoint);
+  return agentResult(workdir, await runSandbox(plan));
+}
+
+/** Runs `sh -c script` in a real sandbox behind the real egress proxy, as `clawcage run` does. */
+export async function runThroughProxy(
+  workdir: string,
+  script: string,
+  egress: EgressOptions,
+  opts: { rootless?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string; plan: StagePlan }> {
+  let routed: StagePlan | null = null;
+  const code = await runSandboxWithEgress(
+    await agentPlan(workdir, script, opts.rootless ?? false),
+    egress,
+    (p) => routed = p,
   );
-  const code = await runSandbox(plan);
-  const read = (f: string) => Deno.readTextFile(`${workdir}/${f}`).catch(() => "");
-  return { code, stdout: await read("out.txt"), stderr: await read("err.txt") };
+  return { ...await agentResult(workdir, code), plan: routed! };
 }

@@ -23,7 +23,7 @@ Deno.test("runtime dir: 0700 directories, a bridge dir owned by the agent (root)
     assert.equal(dir.path, `${tmp}/cc/t1`);
     for (const p of [`${tmp}/cc`, dir.path]) {
       const st = Deno.statSync(p);
-      assert.equal(st.mode! & 0o777, 0o700, p);
+      assert.equal(st.mode! & 0o777, isRoot ? 0o700 : 0o711, p);
       assert.equal(st.uid, uid);
     }
     if (isRoot) {
@@ -63,6 +63,11 @@ Deno.test("runtime dir: a base that others can enter, or a symlink, is refused",
     Deno.chmodSync(`${tmp}/open`, 0o755);
     assert.throws(
       () => createRuntimeDir({ root: false, agentUid: 0, agentGid: 0, base: `${tmp}/open` }),
+      (e) => e instanceof RuntimeDirError && /mode 0711/.test(e.message),
+    );
+    Deno.chmodSync(`${tmp}/open`, 0o711);
+    assert.throws(
+      () => createRuntimeDir({ root: true, agentUid: 0, agentGid: 0, base: `${tmp}/open` }),
       (e) => e instanceof RuntimeDirError && /mode 0700/.test(e.message),
     );
     Deno.mkdirSync(`${tmp}/real`, { mode: 0o700 });

@@ -1,0 +1,76 @@
+// Egress for one sandbox, on the supervisor's side: the runtime directory, the egress proxy
+// (on a unix socket for the stage's bridge, or on a loopback TCP port rootless), the CA bundle
+// the agent trusts, and tearing all of it down. The decision function is one parameter: the
+// in-process decide() today, the PDP client later.
+
+import { type AuditSink, type DecideFn, EgressProxy } from "../egress/proxy.ts";
+import type { Resolver } from "../egress/resolve.ts";
+import type { EgressEndpoint, StagePlan } from "./plan.ts";
+import { createRuntimeDir, type RuntimeDir, writeCaBundle } from "./runtime_dir.ts";
+
+export interface EgressOptions {
+  decide: DecideFn;
+  audit?: AuditSink;
+  /** Default: the system resolver. */
+  resolve?: Resolver;
+  /** PEM of the sandbox's CA certificate (the proxy's, for TLS inspection), if any. */
+  caCertPem?: string | null;
+  /** Default: a new id (also the runtime directory's name). */
+  sandboxId?: string;
+  /** Default: /run/clawcage (root) or $XDG_RUNTIME_DIR/clawcage. */
+  runtimeBase?: string;
+}
+
+export interface RunningEgress {
+  sandboxId: string;
+  endpoint: EgressEndpoint;
+  proxy: EgressProxy;
+  close(): Promise<void>;
+}
+
+export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise<RunningEgress> {
+  const dir: RuntimeDir = createRuntimeDir({
+    root: plan.namespaces,
+    agentUid: plan.user.uid,
+    agentGid: plan.user.gid,
+    id: opts.sandboxId,
+    base: opts.runtimeBase,
+  });
+  const proxy = new EgressProxy({
+    sandbox: dir.id,
+    decide: opts.decide,
+    audit: opts.audit,
+    resolve: opts.resolve,
+  });
+  try {
+    let proxyPort: number | null = null;
+    if (dir.socketDir !== null) {
+      const path = `${dir.socketDir}/${dir.socketName}`;
+      await proxy.listenUnix(path);
+      // The stage connects after dropping to the agent's uid (see bridge.ts).
+      Deno.chownSync(path, plan.user.uid, plan.user.gid);
+    } else {
+      proxyPort = await proxy.listenTcp(0, "127.0.0.1");
+    }
+    const caBundle = opts.caCertPem ? writeCaBundle(dir, opts.caCertPem) : null;
+    return {
+      sandboxId: dir.id,
+      endpoint: {
+        runtimeDir: dir.path,
+        socketDir: dir.socketDir,
+        socketName: dir.socketName,
+        proxyPort,
+        caBundle,
+      },
+      proxy,
+      async close() {
+        await proxy.close();
+        dir.remove();
+      },
+    };
+  } catch (e) {
+    await proxy.close();
+    dir.remove();
+    throw e;
+  }
+}

@@ -1,0 +1,147 @@
+// End to end: a real sandbox, the stage's bridge, the real egress proxy, a loopback upstream.
+// Decisions by binary reach the proxy from the caller line; rootless mode goes straight to the
+// proxy's loopback port and Landlock refuses every other TCP port.
+
+import assert from "node:assert/strict";
+import type { Decision, DecisionRequest } from "../../core/policy/decision.ts";
+import { landlockAbi } from "../helpers/host.ts";
+import { sandboxSkipReason, systemProgramSkip } from "./sandbox_skip.ts";
+import { agentWorkdir, runThroughProxy } from "./sandbox_helpers.ts";
+
+const skip = sandboxSkipReason() ?? systemProgramSkip(["curl", "python3"]);
+function test(name: string, fn: () => Promise<void>, extraSkip: string | null = null) {
+  const reason = skip ?? extraSkip;
+  if (reason) console.log(`skipping "${name}": ${reason}`);
+  Deno.test({
+    name: `egress sandbox+proxy: ${name}${reason ? ` (skipped: ${reason})` : ""}`,
+    ignore: reason !== null,
+    fn,
+  });
+}
+
+const CURL = Deno.realPathSync("/usr/bin/curl");
+
+/** Allows only curl to upstream.test (on loopback, so allowed_ips must cover 127.0.0.1). */
+function curlOnly(asked: DecisionRequest[]) {
+  return (req: DecisionRequest): Promise<Decision> => {
+    asked.push(req);
+    const base = { inspect: false, tlsSkip: false, allowedIps: ["127.0.0.1/32"] };
+    if (req.host !== "upstream.test") {
+      return Promise.resolve({ ...base, verdict: "deny", reason: `no entry allows ${req.host}` });
+    }
+    if (req.binary !== CURL) {
+      return Promise.resolve({
+        ...base,
+        verdict: "deny",
+        entry: "upstream",
+        reason: `binary ${req.binary || "(unknown)"} is not allowed for upstream.test`,
+      });
+    }
+    return Promise.resolve({
+      ...base,
+      verdict: "allow",
+      entry: "upstream",
+      rule: "endpoints[0]",
+      reason: "curl may reach upstream.test",
+    });
+  };
+}
+
+const resolve = (host: string) =>
+  host === "upstream.test" ? Promise.resolve(["127.0.0.1"]) : Promise.reject(new Error("NXDOMAIN"));
+
+async function withUpstream(fn: (port: number) => Promise<void>) {
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    (req) => new Response(`upstream saw ${new URL(req.url).pathname}\n`),
+  );
+  try {
+    await fn(server.addr.port);
+  } finally {
+    ac.abort();
+    await server.finished;
+  }
+}
+
+test("allowed and denied by binary through bridge and proxy", async () => {
+  await withUpstream(async (port) => {
+    const workdir = await agentWorkdir();
+    const asked: DecisionRequest[] = [];
+    try {
+      const script = `curl -sS http://upstream.test:${port}/from-curl; echo "curl=$?";
+        /usr/bin/python3 -c '
+import urllib.request as u, urllib.error as e
+try:
+    u.urlopen("http://upstream.test:${port}/from-python")
+except e.HTTPError as x:
+    print("python", x.code, x.read().decode())'`;
+      const r = await runThroughProxy(workdir, script, { decide: curlOnly(asked), resolve });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^upstream saw \/from-curl\ncurl=0$/m);
+      const py = r.stdout.split("\n").find((l) => l.startsWith("python "));
+      assert.ok(py, r.stdout);
+      assert.match(py, /^python 403 /);
+      const body = JSON.parse(py.slice("python 403 ".length));
+      assert.equal(body.binary, Deno.realPathSync("/usr/bin/python3"));
+      assert.match(body.reason, /is not allowed for upstream\.test/);
+      assert.deepEqual(asked.map((a) => a.binary), [CURL, Deno.realPathSync("/usr/bin/python3")]);
+      // The runtime directory (socket, CA bundle) is gone once the sandbox ends.
+      assert.throws(() => Deno.statSync(r.plan.bridge!.runtimeDir), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(workdir, { recursive: true });
+    }
+  });
+});
+
+test("CONNECT through the bridge is decided with the caller's binary", async () => {
+  await withUpstream(async (port) => {
+    const workdir = await agentWorkdir();
+    const asked: DecisionRequest[] = [];
+    try {
+      // -p: tunnel plain HTTP through CONNECT. The second host is denied with 403 at CONNECT.
+      const script = `curl -sS -p http://upstream.test:${port}/tunnel; echo "rc=$?";
+        curl -sS -p -o /dev/null -w '%{http_connect}\\n' http://other.test:${port}/ ; true`;
+      const r = await runThroughProxy(workdir, script, { decide: curlOnly(asked), resolve });
+      assert.match(r.stdout, /^upstream saw \/tunnel\nrc=0\n403$/m, r.stdout + r.stderr);
+      assert.deepEqual(asked.map((a) => [a.host, a.binary]), [
+        ["upstream.test", CURL],
+        ["other.test", CURL],
+      ]);
+    } finally {
+      await Deno.remove(workdir, { recursive: true });
+    }
+  });
+});
+
+test(
+  "rootless: the agent reaches the proxy's loopback port and no other TCP port",
+  async () => {
+    await withUpstream(async (port) => {
+      const workdir = await agentWorkdir();
+      const asked: DecisionRequest[] = [];
+      try {
+        const script = `echo "proxy=$HTTP_PROXY"; curl -sS http://upstream.test:${port}/rootless;
+          curl -sS --noproxy '*' -o /dev/null http://127.0.0.1:${port}/direct; echo "direct=$?"`;
+        const r = await runThroughProxy(workdir, script, { decide: curlOnly(asked), resolve }, {
+          rootless: true,
+        });
+        assert.equal(r.plan.namespaces, false);
+        assert.equal(r.plan.bridge, null);
+        assert.equal(r.plan.connectPorts.length, 1);
+        assert.match(
+          r.stdout,
+          new RegExp(`^proxy=http://127\\.0\\.0\\.1:${r.plan.connectPorts[0]}$`, "m"),
+        );
+        // The proxy's TCP listener cannot trust a caller line: the binary is unknown there,
+        // so curlOnly denies it with 403.
+        assert.deepEqual(asked.map((a) => [a.host, a.binary]), [["upstream.test", ""]]);
+        // Landlock: connect(2) to the upstream's port directly is refused (curl exit 7).
+        assert.match(r.stdout, /^direct=7$/m, r.stdout + r.stderr);
+      } finally {
+        await Deno.remove(workdir, { recursive: true });
+      }
+    });
+  },
+  landlockAbi < 4 ? "Landlock ABI < 4 has no TCP rules" : null,
+);
