@@ -9,6 +9,7 @@ import { agentFilter } from "./seccomp_profile.ts";
 import { beneathAny, type StagePlan } from "./plan.ts";
 import { signalNumber } from "./signals.ts";
 import { listenBridge, serveBridge } from "./bridge.ts";
+import { SockDiag } from "../../ffi/sock_diag.ts";
 
 export const STAGE_PLAN_ENV = "CLAWCAGE_STAGE_PLAN";
 
@@ -31,7 +32,9 @@ export async function stageMain(): Promise<number> {
   }
   Deno.env.delete(STAGE_PLAN_ENV);
   let agentPid: number;
-  let bridge: { listeners: Deno.TcpListener[]; proxyPath: string } | null = null;
+  let bridge:
+    | { listeners: Deno.TcpListener[]; proxyPath: string; sockDiag: SockDiag | null }
+    | null = null;
   try {
     if (plan.namespaces) bridge = setupNamespaces(plan);
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
@@ -58,7 +61,9 @@ export async function stageMain(): Promise<number> {
   }
   // The bridge runs on this thread, under the same uid, Landlock domain and seccomp filter as
   // the agent: it only accepts on its loopback listeners and connects to the proxy socket.
-  if (bridge) serveBridge(bridge.listeners, { proxyPath: bridge.proxyPath });
+  if (bridge) {
+    serveBridge(bridge.listeners, { proxyPath: bridge.proxyPath, sockDiag: bridge.sockDiag });
+  }
   forwardSignals(plan, agentPid);
   return await superviseAgent(plan, agentPid);
 }
@@ -73,7 +78,7 @@ function isDirectory(path: string): boolean {
 
 function setupNamespaces(
   plan: StagePlan,
-): { listeners: Deno.TcpListener[]; proxyPath: string } | null {
+): { listeners: Deno.TcpListener[]; proxyPath: string; sockDiag: SockDiag | null } | null {
   // unshare(1) made every mount private and mounted a /proc for the new PID namespace.
   // The proxy socket's directory and the CA bundle live in the supervisor's runtime directory,
   // which the tmpfs on /run hides: open them first. The directory descriptor is how the bridge
@@ -156,9 +161,15 @@ function setupNamespaces(
   libc.sethostname(plan.hostname);
   libc.interfaceUp("lo");
   if (!plan.bridge || bridgeDirFd === null) return null;
+  // Opened now: the agent's seccomp filter (which the stage shares) forbids creating it later.
+  let sockDiag: SockDiag | null = null;
+  try {
+    sockDiag = SockDiag.open();
+  } catch { /* no inet_diag: the bridge reads /proc/net/tcp instead */ }
   return {
     listeners: listenBridge(plan.bridge.port),
     proxyPath: `/proc/self/fd/${bridgeDirFd}/${plan.bridge.socketName}`,
+    sockDiag,
   };
 }
 

@@ -11,6 +11,7 @@ import {
   UNKNOWN_CALLER,
 } from "../../core/sandbox/caller.ts";
 import { systemProgramSkip } from "./sandbox_skip.ts";
+import { SockDiag } from "../../ffi/sock_diag.ts";
 
 const pySkip = systemProgramSkip(["python3"]);
 if (pySkip) console.log(`skipping caller tests with real processes: ${pySkip}`);
@@ -113,14 +114,23 @@ async function withListener(fn: (l: Deno.TcpListener, port: number) => Promise<v
   }
 }
 
+/** Identifies through /proc/net/tcp, and through sock_diag; both must agree. */
 function identify(conn: Deno.TcpConn, hasher = new ExeHasher()) {
   const c = conn.remoteAddr as Deno.NetAddr;
   const s = conn.localAddr as Deno.NetAddr;
-  return identifyCaller(
-    { address: c.hostname, port: c.port },
-    { address: s.hostname, port: s.port },
-    hasher,
-  );
+  const client = { address: c.hostname, port: c.port };
+  const server = { address: s.hostname, port: s.port };
+  const viaProc = identifyCaller(client, server, hasher);
+  const diag = SockDiag.open();
+  try {
+    const viaDiag = identifyCaller(client, server, hasher, {
+      inodeOf: (a, b) => diag.tcpLookup(a, b)?.inode ?? null,
+    });
+    assert.deepEqual(viaDiag, viaProc);
+  } finally {
+    diag.close();
+  }
+  return viaProc;
 }
 
 const CONNECT = `import socket, sys, os, subprocess
