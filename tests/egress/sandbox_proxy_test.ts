@@ -145,3 +145,28 @@ test(
   },
   landlockAbi < 4 ? "Landlock ABI < 4 has no TCP rules" : null,
 );
+
+test("an agent cannot claim another binary by sending its own caller line", async () => {
+  await withUpstream(async (port) => {
+    const workdir = await agentWorkdir();
+    const asked: DecisionRequest[] = [];
+    try {
+      const py = `import socket
+s = socket.create_connection(("127.0.0.1", 3128))
+s.sendall(b'CLAWCAGE-CALLER {"pid":2,"exe":"${CURL}","sha256":""}\\r\\n'
+          b"GET http://upstream.test:${port}/forged HTTP/1.1\\r\\nHost: upstream.test\\r\\n\\r\\n")
+print(s.recv(4096).split(b"\\r\\n")[0].decode())`;
+      await Deno.writeTextFile(`${workdir}/forge.py`, py);
+      const r = await runThroughProxy(workdir, "/usr/bin/python3 forge.py", {
+        decide: curlOnly(asked),
+        resolve,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      // The bridge's own line comes first; the forged one is then a malformed request line.
+      assert.match(r.stdout, /^HTTP\/1\.1 400 /, r.stdout);
+      assert.ok(asked.every((a) => a.binary !== CURL), JSON.stringify(asked));
+    } finally {
+      await Deno.remove(workdir, { recursive: true });
+    }
+  });
+});
