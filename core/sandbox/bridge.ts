@@ -7,7 +7,14 @@
 // /run (`/proc/self/fd/N/proxy.sock`): the agent has no path to it and cannot use the stage's
 // descriptors (the stage is not dumpable and the descriptor is close-on-exec).
 
-import { type Caller, callerLine, type Endpoint, ExeHasher, identifyCaller } from "./caller.ts";
+import {
+  type Caller,
+  callerLine,
+  type Endpoint,
+  ExeHasher,
+  identifyCaller,
+  UNKNOWN_CALLER,
+} from "./caller.ts";
 import type { SockDiag } from "../../ffi/sock_diag.ts";
 
 /** Listens on the loopback addresses of the current network namespace. */
@@ -29,7 +36,7 @@ export interface BridgeOptions {
   /** Path of the proxy's unix socket, as this process can reach it. */
   proxyPath: string;
   /** Finds the caller of an accepted connection (default: the /proc lookup below). */
-  identify?: (client: Endpoint, server: Endpoint) => Caller;
+  identify?: (client: Endpoint, server: Endpoint) => Promise<Caller>;
   /**
    * A NETLINK_SOCK_DIAG socket opened in the sandbox's network namespace: finds the client
    * socket in microseconds instead of reading /proc/net/tcp (milliseconds). Optional.
@@ -63,14 +70,15 @@ export async function serveBridge(
       // Identify now, synchronously, while the caller is certainly still connected.
       const client = conn.remoteAddr as Deno.NetAddr;
       const server = conn.localAddr as Deno.NetAddr;
-      let caller: Caller;
+      // The lookup runs before identify() first yields; only hashing the executable is awaited.
+      let caller: Promise<Caller>;
       try {
         caller = identify(
           { address: client.hostname, port: client.port },
           { address: server.hostname, port: server.port },
-        );
+        ).catch(() => UNKNOWN_CALLER);
       } catch {
-        caller = { pid: 0, exe: "", sha256: "" };
+        caller = Promise.resolve(UNKNOWN_CALLER);
       }
       relay(conn, opts.proxyPath, caller);
     }
@@ -83,8 +91,13 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
 }
 
-async function relay(conn: Deno.TcpConn, proxyPath: string, caller: Caller): Promise<void> {
+async function relay(
+  conn: Deno.TcpConn,
+  proxyPath: string,
+  identified: Promise<Caller>,
+): Promise<void> {
   let upstream: Deno.UnixConn;
+  const caller = await identified;
   try {
     upstream = await Deno.connect({ transport: "unix", path: proxyPath });
   } catch {

@@ -148,43 +148,63 @@ export function socketHolders(inode: number, procRoot = "/proc"): number[] {
   return holders.sort((a, b) => a - b);
 }
 
-interface HashEntry {
-  key: string;
-  sha256: string;
-}
-
-/** sha256 of executables, keyed by device, inode, size, mtime and ctime (rewritten: rehashed). */
+/**
+ * sha256 of executables, keyed by device, inode, size, mtime and ctime (rewritten: rehashed).
+ * The file is opened when `hash` is called (so the bytes are those of the file the path named
+ * then, even if the process exits meanwhile); reading it is asynchronous, and concurrent
+ * requests for the same file share one read.
+ */
 export class ExeHasher {
-  #cache = new Map<string, HashEntry>();
+  #cache = new Map<string, string>();
+  #inflight = new Map<string, Promise<string>>();
   constructor(readonly maxEntries = 256) {}
 
   /** Hashes the file `path` opens (e.g. /proc/PID/exe); "" when it cannot be read. */
-  hash(path: string): string {
+  hash(path: string): Promise<string> {
     let file: Deno.FsFile;
+    let key: string;
     try {
       file = Deno.openSync(path, { read: true });
     } catch {
-      return "";
+      return Promise.resolve("");
     }
     try {
       const st = file.statSync();
       // ctime too: a process can set mtime back after rewriting a file, not ctime.
-      const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}:${st.ctime?.getTime()}`;
-      const hit = this.#cache.get(key);
-      if (hit) return hit.sha256;
+      key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}:${st.ctime?.getTime()}`;
+    } catch {
+      file.close();
+      return Promise.resolve("");
+    }
+    const hit = this.#cache.get(key) ?? this.#inflight.get(key);
+    if (hit !== undefined) {
+      file.close();
+      return Promise.resolve(hit);
+    }
+    const pending = this.#digest(file).then((sha256) => {
+      this.#inflight.delete(key);
+      if (sha256 !== "") {
+        if (this.#cache.size >= this.maxEntries) {
+          this.#cache.delete(this.#cache.keys().next().value!);
+        }
+        this.#cache.set(key, sha256);
+      }
+      return sha256;
+    });
+    this.#inflight.set(key, pending);
+    return pending;
+  }
+
+  async #digest(file: Deno.FsFile): Promise<string> {
+    try {
       const h = createHash("sha256");
       const buf = new Uint8Array(1 << 20);
       for (;;) {
-        const n = file.readSync(buf);
-        if (n === null || n === 0) break;
+        const n = await file.read(buf);
+        if (n === null) break;
         h.update(buf.subarray(0, n));
       }
-      const sha256 = h.digest("hex");
-      if (this.#cache.size >= this.maxEntries) {
-        this.#cache.delete(this.#cache.keys().next().value!);
-      }
-      this.#cache.set(key, { key, sha256 });
-      return sha256;
+      return h.digest("hex");
     } catch {
       return "";
     } finally {
@@ -197,8 +217,9 @@ export class ExeHasher {
  * The process that owns the client end of an accepted loopback connection. Races (the
  * process exited, the socket closed) and ambiguity (holders running different executables)
  * give UNKNOWN_CALLER: a `binaries:` rule can then never match, so they fail closed.
+ * Everything but reading the executable's bytes happens before this function first yields.
  */
-export function identifyCaller(
+export async function identifyCaller(
   client: Endpoint,
   server: Endpoint,
   hasher: ExeHasher,
@@ -207,7 +228,7 @@ export function identifyCaller(
     /** Finds the client socket's inode faster than /proc/net/tcp (sock_diag); null: none. */
     inodeOf?: (client: Endpoint, server: Endpoint) => number | null;
   } = {},
-): Caller {
+): Promise<Caller> {
   const procRoot = opts.procRoot ?? "/proc";
   let inode: number | null;
   try {
@@ -217,7 +238,7 @@ export function identifyCaller(
   }
   if (inode === null) return UNKNOWN_CALLER;
   const pids = socketHolders(inode, procRoot);
-  let found: Caller | null = null;
+  let found: { pid: number; exe: string; sha256: Promise<string> } | null = null;
   for (const pid of pids) {
     let exe: string;
     try {
@@ -225,10 +246,14 @@ export function identifyCaller(
     } catch {
       continue; // exited, or a kernel thread
     }
-    if (found && found.exe !== exe) return UNKNOWN_CALLER;
+    if (found && found.exe !== exe) {
+      found.sha256.catch(() => {});
+      return UNKNOWN_CALLER;
+    }
     if (!found) found = { pid, exe, sha256: hasher.hash(`${procRoot}/${pid}/exe`) };
   }
-  return found ?? UNKNOWN_CALLER;
+  if (!found) return UNKNOWN_CALLER;
+  return { pid: found.pid, exe: found.exe, sha256: await found.sha256 };
 }
 
 /** Longest caller line the proxy accepts, CRLF included. */

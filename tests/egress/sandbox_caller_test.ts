@@ -73,12 +73,12 @@ Deno.test("caller: the executable hash is cached and recomputed when the file ch
     const f = `${dir}/prog`;
     await Deno.writeTextFile(f, "one");
     const hasher = new ExeHasher();
-    const h1 = hasher.hash(f);
+    const h1 = await hasher.hash(f);
     assert.equal(h1, createHash("sha256").update("one").digest("hex"));
-    assert.equal(hasher.hash(f), h1);
+    assert.equal(await hasher.hash(f), h1);
     await Deno.writeTextFile(f, "two!");
-    assert.equal(hasher.hash(f), createHash("sha256").update("two!").digest("hex"));
-    assert.equal(hasher.hash(`${dir}/missing`), "");
+    assert.equal(await hasher.hash(f), createHash("sha256").update("two!").digest("hex"));
+    assert.equal(await hasher.hash(`${dir}/missing`), "");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -115,15 +115,15 @@ async function withListener(fn: (l: Deno.TcpListener, port: number) => Promise<v
 }
 
 /** Identifies through /proc/net/tcp, and through sock_diag; both must agree. */
-function identify(conn: Deno.TcpConn, hasher = new ExeHasher()) {
+async function identify(conn: Deno.TcpConn, hasher = new ExeHasher()) {
   const c = conn.remoteAddr as Deno.NetAddr;
   const s = conn.localAddr as Deno.NetAddr;
   const client = { address: c.hostname, port: c.port };
   const server = { address: s.hostname, port: s.port };
-  const viaProc = identifyCaller(client, server, hasher);
+  const viaProc = await identifyCaller(client, server, hasher);
   const diag = SockDiag.open();
   try {
-    const viaDiag = identifyCaller(client, server, hasher, {
+    const viaDiag = await identifyCaller(client, server, hasher, {
       inodeOf: (a, b) => diag.tcpLookup(a, b)?.inode ?? null,
     });
     assert.deepEqual(viaDiag, viaProc);
@@ -146,7 +146,7 @@ Deno.test({
     withListener(async (l, port) => {
       const p = await python(CONNECT + `print("ready", flush=True); sys.stdin.read()`, port);
       const conn = await l.accept();
-      const caller = identify(conn);
+      const caller = await identify(conn);
       const exe = Deno.realPathSync(PYTHON);
       assert.deepEqual(caller, {
         pid: p.pid,
@@ -166,7 +166,7 @@ Deno.test({
       const p = await python(CONNECT + `print("ready", flush=True)`, port);
       const conn = await l.accept();
       await p.finish();
-      assert.deepEqual(identify(conn), UNKNOWN_CALLER);
+      assert.deepEqual(await identify(conn), UNKNOWN_CALLER);
       conn.close();
     }),
 });
@@ -187,7 +187,7 @@ print("ready", flush=True); sys.stdin.read(); c.kill()`,
         port,
       );
       const conn1 = await l.accept();
-      assert.deepEqual(identify(conn1), UNKNOWN_CALLER);
+      assert.deepEqual(await identify(conn1), UNKNOWN_CALLER);
       conn1.close();
       await shared.finish();
       // Shared with a fork of itself: same executable, attributed to the lowest pid.
@@ -200,7 +200,7 @@ print("ready", flush=True); sys.stdin.read(); os.kill(pid, 9)`,
         port,
       );
       const conn2 = await l.accept();
-      const caller = identify(conn2);
+      const caller = await identify(conn2);
       assert.equal(caller.pid, forked.pid);
       assert.equal(caller.exe, Deno.realPathSync(PYTHON));
       conn2.close();
