@@ -3,6 +3,7 @@
 
 import { z } from "zod";
 import { privacyPolicy } from "./privacy.ts";
+import { credentialsPolicy } from "./credentials.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -45,6 +46,7 @@ export const policySchema = z.strictObject({
   landlock: landlockPolicy.default({ compatibility: "best_effort" }),
   process: processPolicy.default({}),
   privacy: privacyPolicy.optional(),
+  credentials: credentialsPolicy.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;
