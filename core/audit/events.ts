@@ -51,6 +51,10 @@ export interface HttpActivity extends EventBase {
   dst: Endpoint;
   http: { method: string; url: string; status?: number };
   actor?: Actor;
+  /** Request bytes sent upstream / response bytes received, heads and bodies (egress proxy). */
+  bytes_out?: number;
+  bytes_in?: number;
+  duration_ms?: number;
 }
 
 /** OCSF Process Activity (1007): agent start and exit, and execs where they are observed. */

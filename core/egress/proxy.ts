@@ -1,6 +1,7 @@
 // The egress proxy: an HTTP/1.1 forward proxy (absolute-form plain HTTP and CONNECT) that asks
 // the policy for every connection and, where the policy has request-level rules, for every
-// request; resolves names itself behind the SSRF guard; and audits everything.
+// request (terminating TLS with the per-sandbox CA to see HTTPS requests); resolves names
+// itself behind the SSRF guard; substitutes credential placeholders; audits everything.
 //
 // Listeners: a unix socket for the sandbox's bridge (the caller line is trusted there) and,
 // for rootless mode, a loopback TCP port (the caller line is refused there: the agent reaches
@@ -10,14 +11,15 @@ import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
-import type { Decision, DecisionRequest } from "../policy/decision.ts";
+import * as tls from "node:tls";
 import type { AuditEvent } from "../audit/events.ts";
+import type { Decision, DecisionRequest } from "../policy/decision.ts";
 import { copyBody, write } from "./body.ts";
+import type { InspectionCa } from "./ca.ts";
 import { type Caller, readCaller, UNKNOWN_CALLER } from "./caller.ts";
 import { formatAuthority, parseAuthority } from "./host.ts";
 import {
   DEFAULT_HEAD_LIMITS,
-  type Header,
   headerTokens,
   headerValues,
   type HeadLimits,
@@ -26,12 +28,22 @@ import {
   parseResponseHead,
   type RequestHead,
   responseFraming,
+  type ResponseHead,
 } from "./http_parse.ts";
+import {
+  clientKeepsAlive,
+  clientResponseHead,
+  parseAbsoluteTarget,
+  parseOriginTarget,
+  upstreamRequestHead,
+  wantsWebSocket,
+} from "./messages.ts";
+import type { CredentialStore } from "./placeholders.ts";
 import { StreamReader, TimeoutError } from "./reader.ts";
 import { type Resolver, systemResolver } from "./resolve.ts";
 import { type DenialBody, respond, respondError } from "./respond.ts";
 import { tunnel } from "./tunnel.ts";
-import { openUpstream, type Target } from "./upstream.ts";
+import { openUpstream, startTls, type Target } from "./upstream.ts";
 
 export type DecideFn = (req: DecisionRequest) => Promise<Decision>;
 
@@ -44,11 +56,11 @@ export interface ProxyLimits {
   head: HeadLimits;
   /** A request head must arrive within this time after its first byte (slowloris). */
   headerTimeoutMs: number;
-  /** A kept-alive client connection with no new request is closed after this time. */
+  /** A client connection with no request (first or next) is closed after this time. */
   idleTimeoutMs: number;
   /** A body or tunnel with no bytes moving for this long is closed. */
   transferIdleMs: number;
-  /** Upstream connect and TLS handshake. */
+  /** Upstream connect and TLS handshakes. */
   connectTimeoutMs: number;
   /** Client connections served at once; more are closed on accept. */
   maxConnections: number;
@@ -63,6 +75,13 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxConnections: 20_000,
 };
 
+export interface InspectionOptions {
+  /** The per-sandbox CA that signs the leaf certificates the agent sees. */
+  ca: InspectionCa;
+  /** CA certificates (PEM) upstream servers are verified against; default: the root store. */
+  upstreamCa?: string[];
+}
+
 export interface EgressProxyOptions {
   /** The sandbox's name, for audit records. */
   sandbox: string;
@@ -72,6 +91,9 @@ export interface EgressProxyOptions {
   resolve?: Resolver;
   audit?: AuditSink;
   limits?: Partial<ProxyLimits>;
+  /** HTTPS inspection; without it, connections that need inspection are refused. */
+  inspection?: InspectionOptions;
+  credentials?: CredentialStore;
 }
 
 /** One client connection's state. */
@@ -79,30 +101,28 @@ interface Conn {
   sock: Duplex;
   reader: StreamReader;
   caller: Caller;
-  /** Connection-level decisions already made on this connection, by "host:port". */
+  /** Connection-level decisions made on this connection, by "host:port". */
   decisions: Map<string, Decision>;
 }
 
-/** Upstream connection kept between requests of one client connection. */
+/** An upstream connection, kept between requests of one client connection. */
 interface Upstream {
   key: string;
   sock: Duplex;
   reader: StreamReader;
   ip: string;
+  target: Target;
+  opened: number;
+  up: number;
+  down: number;
 }
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "proxy-connection",
-  "keep-alive",
-  "proxy-authorization",
-  "proxy-authenticate",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "host",
-]);
+/** Inside a CONNECT the proxy terminated: every request goes to this one target. */
+interface Fixed {
+  target: Target;
+  decision: Decision;
+  tls: boolean;
+}
 
 /** The audit record's verdict word for a Decision. */
 function auditDecision(d: Decision): "allow" | "deny" | "audit" {
@@ -114,63 +134,11 @@ function ruleName(d: Decision): string | undefined {
   return d.entry ?? d.rule;
 }
 
-/** Splits an absolute-form target "http://authority/path?query". */
-export function parseAbsoluteTarget(
-  target: string,
-): { authority: string; path: string; query: string } {
-  const m = target.match(/^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/);
-  if (!m) {
-    if (target.includes("#")) throw new HttpParseError(400, "fragment in request target");
-    throw new HttpParseError(400, "request target must be absolute-form http://host/path");
-  }
-  const scheme = m[1].toLowerCase();
-  if (scheme !== "http") {
-    throw new HttpParseError(400, `scheme ${scheme} is not proxied; use CONNECT for https`);
-  }
-  return { authority: m[2], path: m[3] || "/", query: m[4] ?? "" };
+function denial(reason: string, rule?: string): Decision {
+  return { verdict: "deny", reason, rule, inspect: false, tlsSkip: false, allowedIps: [] };
 }
 
-/** Splits an origin-form target "/path?query". */
-function parseOriginTarget(target: string): { path: string; query: string } {
-  if (!target.startsWith("/") || target.includes("#")) {
-    throw new HttpParseError(400, "request target must be origin-form /path");
-  }
-  const q = target.indexOf("?");
-  return q < 0
-    ? { path: target, query: "" }
-    : { path: target.slice(0, q), query: target.slice(q + 1) };
-}
-
-function wantsWebSocket(req: RequestHead): boolean {
-  return headerTokens(req.headers, "upgrade").includes("websocket") &&
-    headerTokens(req.headers, "connection").includes("upgrade");
-}
-
-function clientKeepsAlive(req: RequestHead): boolean {
-  const c = headerTokens(req.headers, "connection");
-  if (c.includes("close")) return false;
-  return req.version === "HTTP/1.1" || c.includes("keep-alive");
-}
-
-/** Request head as sent upstream: origin-form, our Host, no hop-by-hop fields. */
-function upstreamRequestHead(
-  req: RequestHead,
-  originTarget: string,
-  hostHeader: string,
-  websocket: boolean,
-  headers: Header[],
-): string {
-  const named = new Set(headerTokens(req.headers, "connection"));
-  let out = `${req.method} ${originTarget} HTTP/1.1\r\nHost: ${hostHeader}\r\n`;
-  for (const [k, v] of headers) {
-    const l = k.toLowerCase();
-    if (HOP_BY_HOP.has(l) || named.has(l)) continue;
-    out += `${k}: ${v}\r\n`;
-  }
-  if (req.framing.kind === "chunked") out += "Transfer-Encoding: chunked\r\n";
-  if (websocket) out += "Connection: Upgrade\r\nUpgrade: websocket\r\n";
-  return out + "\r\n";
-}
+class UpstreamClosed extends Error {}
 
 export class EgressProxy {
   readonly #opt: EgressProxyOptions;
@@ -220,7 +188,7 @@ export class EgressProxy {
   }
 
   #server(trusted: boolean): net.Server {
-    const server = net.createServer({ pauseOnConnect: false }, (sock) => {
+    const server = net.createServer((sock) => {
       if (this.#conns.size >= this.#limits.maxConnections) {
         sock.destroy();
         return;
@@ -234,29 +202,30 @@ export class EgressProxy {
     return server;
   }
 
+  /** Records an audit event. Throws (stopping the traffic) when the audit log fails. */
   #record(event: AuditEvent): void {
     this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
   }
 
   async #serve(sock: net.Socket, trusted: boolean): Promise<void> {
-    if ("setNoDelay" in sock) sock.setNoDelay(true);
+    sock.setNoDelay(true);
     const reader = new StreamReader(sock);
     let caller: Caller = UNKNOWN_CALLER;
     try {
-      caller = await readCaller(reader, Date.now() + this.#limits.headerTimeoutMs, trusted);
+      caller = await readCaller(reader, Date.now() + this.#limits.idleTimeoutMs, trusted);
     } catch (e) {
       this.#fail(sock, e);
       return;
     }
-    const conn: Conn = { sock, reader, caller, decisions: new Map() };
-    await this.#httpLoop(conn, null);
+    await this.#httpLoop({ sock, reader, caller, decisions: new Map() }, null, null);
   }
 
   /** Answers a failure the client caused or suffered, then closes. */
   #fail(sock: Duplex, e: unknown): void {
     if (e instanceof HttpParseError) respondError(sock, e.status, e.message);
     else if (e instanceof TimeoutError) respondError(sock, 408, e.message);
-    else sock.destroy();
+    else if (e instanceof UpstreamClosed) sock.destroy();
+    else respondError(sock, 502, (e as Error).message ?? String(e));
   }
 
   async #decide(req: DecisionRequest): Promise<Decision> {
@@ -264,29 +233,8 @@ export class EgressProxy {
       return await this.#opt.decide(req);
     } catch (e) {
       // Fail closed: no answer from the policy is a denial.
-      return {
-        verdict: "deny",
-        reason: `policy decision failed: ${(e as Error).message}`,
-        inspect: false,
-        tlsSkip: false,
-        allowedIps: [],
-      };
+      return denial(`policy decision failed: ${(e as Error).message}`);
     }
-  }
-
-  #deny(conn: Conn, d: Decision, t: Target, method?: string, path?: string, keepAlive = false) {
-    const body: DenialBody = {
-      error: "denied",
-      reason: d.reason,
-      host: t.host,
-      port: t.port,
-      binary: conn.caller.exe,
-      ...(method ? { method } : {}),
-      ...(path ? { path } : {}),
-      ...(d.entry ? { entry: d.entry } : {}),
-      ...(d.rule ? { rule: d.rule } : {}),
-    };
-    respond(conn.sock, 403, body, keepAlive);
   }
 
   #actor(conn: Conn) {
@@ -296,20 +244,39 @@ export class EgressProxy {
     };
   }
 
+  #deny(
+    conn: Conn,
+    d: Decision,
+    t: Target,
+    method: string,
+    path: string | undefined,
+    keepAlive: boolean,
+  ): void {
+    const body: DenialBody = {
+      error: "denied",
+      reason: d.reason,
+      host: t.host,
+      port: t.port,
+      binary: conn.caller.exe,
+      method,
+      ...(path !== undefined ? { path } : {}),
+      ...(d.entry ? { entry: d.entry } : {}),
+      ...(d.rule ? { rule: d.rule } : {}),
+    };
+    respond(conn.sock, 403, body, keepAlive);
+  }
+
   /**
    * Serves requests on a client connection. `fixed` is null for a forward-proxy connection
    * (absolute-form requests and CONNECT), or the CONNECT target and decision when the proxy
-   * reads requests inside a tunnel it terminated (origin-form requests to that one target).
+   * reads requests inside a tunnel it terminated. `initial` is an upstream already open.
    */
-  async #httpLoop(
-    conn: Conn,
-    fixed: { target: Target; decision: Decision; tls: boolean } | null,
-  ): Promise<void> {
+  async #httpLoop(conn: Conn, fixed: Fixed | null, initial: Upstream | null): Promise<void> {
     const { reader, sock } = conn;
     const L = this.#limits;
-    let upstream: Upstream | null = null;
+    let upstream: Upstream | null = initial;
     const dropUpstream = () => {
-      upstream?.sock.destroy();
+      if (upstream) this.#closeUpstream(conn, upstream);
       upstream = null;
     };
     try {
@@ -319,158 +286,207 @@ export class EgressProxy {
         const head = await reader.readHead(L.head.maxHeadBytes, Date.now() + L.headerTimeoutMs);
         if (!head) return;
         const req = parseRequestHead(head, L.head);
-        const started = performance.now();
-
         if (req.method === "CONNECT") {
           if (fixed) throw new HttpParseError(400, "CONNECT inside a tunnel");
           dropUpstream();
           await this.#connect(conn, req);
           return;
         }
-
-        let target: Target, path: string, query: string;
-        if (fixed) {
-          const t = req.target.startsWith("/")
-            ? parseOriginTarget(req.target)
-            : parseAbsoluteTarget(req.target);
-          target = fixed.target;
-          ({ path, query } = t);
-          const hostHeader = headerValues(req.headers, "host")[0];
-          if (hostHeader !== undefined) {
-            const h = parseAuthority(hostHeader, fixed.tls ? 443 : 80);
-            if (h.host !== target.host || h.port !== target.port) {
-              throw new HttpParseError(400, "Host header does not match the CONNECT target");
-            }
-          }
-        } else {
-          const t = parseAbsoluteTarget(req.target);
-          try {
-            target = parseAuthority(t.authority, 80);
-          } catch (e) {
-            throw new HttpParseError(400, (e as Error).message);
-          }
-          ({ path, query } = t);
-        }
-        const binary = conn.caller.exe;
-        const url = `${fixed?.tls ? "https" : "http"}://${
-          formatAuthority(target.host, target.port, fixed?.tls ? 443 : 80)
-        }${path}${query ? `?${query}` : ""}`;
-        const httpEvent = (d: Decision, status?: number, ip?: string) =>
-          this.#record({
-            class: "http",
-            activity: "request",
-            dst: { host: target.host, port: target.port, ...(ip ? { ip } : {}) },
-            http: { method: req.method, url, ...(status !== undefined ? { status } : {}) },
-            actor: this.#actor(conn),
-            decision: auditDecision(d),
-            ...(ruleName(d) ? { rule: ruleName(d) } : {}),
-            reason: d.reason,
-          });
-
-        // Connection-level decision (once per target on this connection).
-        const key = `${target.host}:${target.port}`;
-        let decision = fixed?.decision ?? conn.decisions.get(key);
-        if (!decision) {
-          decision = await this.#decide({ binary, host: target.host, port: target.port });
-          conn.decisions.set(key, decision);
-        }
-        const keepAlive = clientKeepsAlive(req) && req.framing.kind === "none";
-        if (decision.verdict === "deny") {
-          httpEvent(decision, 403);
-          this.#deny(conn, decision, target, req.method, path, keepAlive);
-          if (!keepAlive) return;
-          continue;
-        }
-        // Request-level decision where the endpoint has request rules.
-        let effective = decision;
-        if (decision.inspect) {
-          const rd = await this.#decide({
-            binary,
-            host: target.host,
-            port: target.port,
-            method: req.method,
-            path,
-            query,
-          });
-          effective = { ...decision, ...rd, allowedIps: decision.allowedIps };
-          if (rd.verdict === "deny") {
-            httpEvent(rd, 403);
-            this.#deny(conn, rd, target, req.method, path, keepAlive);
-            if (!keepAlive) return;
-            continue;
-          }
-        }
-
-        // Upstream: reuse the kept one for the same target, else open (resolve + SSRF check).
-        const upKey = `${fixed?.tls ? "tls" : "tcp"}:${key}`;
-        if (upstream && (upstream.key !== upKey || upstream.reader.ended)) dropUpstream();
-        if (!upstream) {
-          const up = await this.#openUpstream(conn, target, effective, fixed?.tls ?? false);
-          if (!up) {
-            httpEvent(effective, 502);
-            return;
-          }
-          upstream = { key: upKey, ...up };
-        }
-        const up: Upstream = upstream;
-
-        const websocket = wantsWebSocket(req);
-        const hostHeader = formatAuthority(target.host, target.port, fixed?.tls ? 443 : 80);
-        const originTarget = `${path}${query ? `?${query}` : ""}`;
-        await write(
-          up.sock,
-          upstreamRequestHead(req, originTarget, hostHeader, websocket, req.headers),
-        );
-        const up1 = await copyBody(reader, up.sock, req.framing, L.transferIdleMs);
-
-        // Response: skip interim 1xx (forwarding them), then the final head and body.
-        let res;
-        let resHead: Buffer | null;
-        for (;;) {
-          resHead = await up.reader.readHead(
-            L.head.maxHeadBytes,
-            Date.now() + L.transferIdleMs,
-          );
-          if (!resHead) throw new UpstreamClosed();
-          res = parseResponseHead(resHead, L.head);
-          if (res.status >= 100 && res.status < 200 && res.status !== 101) {
-            await write(sock, resHead);
-            continue;
-          }
-          break;
-        }
-        if (res.status === 101) {
-          if (!websocket) throw new UpstreamClosed();
-          await write(sock, resHead);
-          httpEvent(effective, 101, up.ip);
-          const rest = up.reader.detach();
-          const clientRest = reader.detach();
-          upstream = null;
-          await tunnel(sock, up.sock, L.transferIdleMs, { up: clientRest, down: rest });
-          return;
-        }
-        const framing = responseFraming(req.method, res);
-        const closeAfter = !clientKeepsAlive(req) || framing.kind === "close";
-        await write(sock, responseHeadFor(res, closeAfter, framing.kind === "chunked"));
-        const down = await copyBody(up.reader, sock, framing, L.transferIdleMs);
-        httpEvent(effective, res.status, up.ip);
-        void up1;
-        void down;
-        void started;
-        if (framing.kind === "close" || headerTokens(res.headers, "connection").includes("close")) {
-          dropUpstream();
-        }
-        if (closeAfter) {
+        const next = await this.#exchange(conn, fixed, req, upstream);
+        upstream = next.upstream;
+        if (!next.keepAlive) {
           sock.end();
           return;
         }
       }
     } catch (e) {
-      if (e instanceof UpstreamClosed) sock.destroy();
-      else this.#fail(sock, e);
+      this.#fail(sock, e);
     } finally {
       dropUpstream();
     }
+  }
+
+  /** One request and its response. Returns the upstream to keep and whether to go on. */
+  async #exchange(
+    conn: Conn,
+    fixed: Fixed | null,
+    req: RequestHead,
+    kept: Upstream | null,
+  ): Promise<{ upstream: Upstream | null; keepAlive: boolean }> {
+    const L = this.#limits;
+    const started = performance.now();
+    const scheme = fixed?.tls ? "https" : "http";
+    const defaultPort = fixed?.tls ? 443 : 80;
+    let target: Target, path: string, query: string;
+    try {
+      if (fixed) {
+        ({ path, query } = req.target.startsWith("/")
+          ? parseOriginTarget(req.target)
+          : parseAbsoluteTarget(req.target));
+        target = fixed.target;
+        const host = headerValues(req.headers, "host")[0];
+        if (host !== undefined) {
+          const h = parseAuthority(host, defaultPort);
+          if (h.host !== target.host || h.port !== target.port) {
+            throw new HttpParseError(400, "Host header does not match the CONNECT target");
+          }
+        }
+      } else {
+        const t = parseAbsoluteTarget(req.target);
+        target = parseAuthority(t.authority, 80);
+        ({ path, query } = t);
+      }
+    } catch (e) {
+      if (e instanceof HttpParseError) throw e;
+      throw new HttpParseError(400, `bad request target: ${(e as Error).message}`);
+    }
+    const authority = formatAuthority(target.host, target.port, defaultPort);
+    const originTarget = `${path}${query ? `?${query}` : ""}`;
+    const binary = conn.caller.exe;
+    const io = { up: 0, down: 0, ip: "" };
+    const audit = (d: Decision, status: number) =>
+      this.#record({
+        class: "http",
+        activity: "request",
+        dst: { host: target.host, port: target.port, ...(io.ip ? { ip: io.ip } : {}) },
+        http: { method: req.method, url: `${scheme}://${authority}${originTarget}`, status },
+        actor: this.#actor(conn),
+        decision: auditDecision(d),
+        ...(ruleName(d) ? { rule: ruleName(d) } : {}),
+        reason: d.reason,
+        bytes_out: io.up,
+        bytes_in: io.down,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      });
+    // A denied request without a body leaves the connection usable.
+    const keepAfterDenial = clientKeepsAlive(req) && req.framing.kind === "none";
+    const refuse = (d: Decision) => {
+      audit(d, 403);
+      this.#deny(conn, d, target, req.method, path, keepAfterDenial);
+      return { upstream: kept, keepAlive: keepAfterDenial };
+    };
+
+    // Connection-level decision, once per target on this connection.
+    const key = `${target.host}:${target.port}`;
+    let decision = fixed?.decision ?? conn.decisions.get(key);
+    if (!decision) {
+      decision = await this.#decide({ binary, host: target.host, port: target.port });
+      conn.decisions.set(key, decision);
+    }
+    if (decision.verdict === "deny") return refuse(decision);
+    // Request-level decision where the endpoint has request rules.
+    let effective = decision;
+    if (decision.inspect) {
+      const rd = await this.#decide({
+        binary,
+        host: target.host,
+        port: target.port,
+        method: req.method,
+        path,
+        query,
+      });
+      if (rd.verdict === "deny") return refuse(rd);
+      effective = { ...rd, allowedIps: decision.allowedIps };
+    }
+    // Credential placeholders: substituted only over inspected TLS, refused elsewhere.
+    let headers = req.headers;
+    let used: string[] = [];
+    const creds = this.#opt.credentials;
+    if (creds) {
+      const sub = creds.substitute(target.host, req.target, req.headers);
+      if (!sub.ok) {
+        return refuse(denial(
+          `credential placeholder "${sub.credential}" may only be sent in headers to ` +
+            `${sub.hosts.join(", ")} (found in the ${sub.where} of a request to ${target.host})`,
+          `credentials.${sub.credential}`,
+        ));
+      }
+      if (sub.used.length > 0 && !fixed?.tls) {
+        return refuse(denial(
+          `credential "${sub.used[0]}" is substituted only over HTTPS; use https://${target.host}`,
+          `credentials.${sub.used[0]}`,
+        ));
+      }
+      headers = sub.headers;
+      used = sub.used;
+    }
+
+    // Upstream: reuse the kept one for the same target, else open (resolve + SSRF check).
+    const upKey = `${scheme}:${key}`;
+    let up = kept;
+    if (up && (up.key !== upKey || up.reader.ended || up.sock.destroyed)) {
+      this.#closeUpstream(conn, up);
+      up = null;
+    }
+    if (!up) {
+      up = await this.#openUpstream(conn, target, effective, fixed?.tls ?? false);
+      if (!up) {
+        audit(effective, 502);
+        return { upstream: null, keepAlive: false };
+      }
+    }
+    io.ip = up.ip;
+
+    const websocket = wantsWebSocket(req);
+    const outHead = upstreamRequestHead(req, originTarget, authority, websocket, headers);
+    await write(up.sock, outHead);
+    io.up = outHead.length + await copyBody(conn.reader, up.sock, req.framing, L.transferIdleMs);
+
+    // Response: interim 1xx are passed on; then the final head and its body.
+    let res: ResponseHead, resHead: Buffer | null;
+    for (;;) {
+      resHead = await up.reader.readHead(L.head.maxHeadBytes, Date.now() + L.transferIdleMs);
+      if (!resHead) throw new UpstreamClosed("upstream closed before answering");
+      res = parseResponseHead(resHead, L.head);
+      io.down += resHead.length;
+      if (res.status >= 100 && res.status < 200 && res.status !== 101) {
+        await write(conn.sock, resHead);
+        continue;
+      }
+      break;
+    }
+    if (res.status === 101) {
+      if (!websocket) throw new UpstreamClosed("101 without a WebSocket upgrade");
+      await write(conn.sock, resHead);
+      const t = await tunnel(conn.sock, up.sock, L.transferIdleMs, {
+        up: conn.reader.detach(),
+        down: up.reader.detach(),
+      });
+      io.up += t.up;
+      io.down += t.down;
+      up.up += io.up;
+      up.down += io.down;
+      audit(effective, 101);
+      return { upstream: up, keepAlive: false };
+    }
+    const framing = responseFraming(req.method, res);
+    const keepAlive = clientKeepsAlive(req) && framing.kind !== "close";
+    const secrets = creds?.credentials.filter((c) => used.includes(c.name)) ?? [];
+    const scrub = (v: string) =>
+      secrets.reduce((acc, c) => acc.split(c.secret).join(c.placeholder), v);
+    await write(conn.sock, clientResponseHead(res, !keepAlive, framing.kind === "chunked", scrub));
+    io.down += await copyBody(up.reader, conn.sock, framing, L.transferIdleMs);
+    up.up += io.up;
+    up.down += io.down;
+    audit(effective, res.status);
+    if (framing.kind === "close" || headerTokens(res.headers, "connection").includes("close")) {
+      this.#closeUpstream(conn, up);
+      return { upstream: null, keepAlive };
+    }
+    return { upstream: up, keepAlive };
+  }
+
+  #closeUpstream(conn: Conn, up: Upstream): void {
+    up.sock.destroy();
+    this.#record({
+      class: "network",
+      activity: "close",
+      dst: { host: up.target.host, port: up.target.port, ip: up.ip },
+      actor: this.#actor(conn),
+      bytes_out: up.up,
+      bytes_in: up.down,
+      duration_ms: Math.round(performance.now() - up.opened),
+    });
   }
 
   /** Opens the upstream for a target; on failure answers the client and returns null. */
@@ -478,21 +494,19 @@ export class EgressProxy {
     conn: Conn,
     target: Target,
     decision: Decision,
-    _tls: boolean,
-  ): Promise<{ sock: Duplex; reader: StreamReader; ip: string } | null> {
-    const r = await openUpstream(
-      target,
-      decision.allowedIps,
-      this.#resolve,
-      this.#limits.connectTimeoutMs,
-    );
+    useTls: boolean,
+  ): Promise<Upstream | null> {
+    const L = this.#limits;
+    const dst = { host: target.host, port: target.port };
+    const r = await openUpstream(target, decision.allowedIps, this.#resolve, L.connectTimeoutMs);
     if (!r.ok) {
       this.#record({
         class: "network",
         activity: r.status === 403 ? "refuse" : "fail",
-        dst: { host: target.host, port: target.port, ...(r.ip ? { ip: r.ip } : {}) },
+        dst: { ...dst, ...(r.ip ? { ip: r.ip } : {}) },
         actor: this.#actor(conn),
         decision: r.status === 403 ? "deny" : auditDecision(decision),
+        ...(r.status === 403 ? { rule: "allowed_ips" } : {}),
         reason: r.reason,
       });
       if (r.status === 403) {
@@ -513,11 +527,55 @@ export class EgressProxy {
       }
       return null;
     }
-    r.sock.on("error", () => {});
-    return { sock: r.sock, reader: new StreamReader(r.sock), ip: r.ip };
+    let sock: Duplex = r.sock;
+    sock.on("error", () => {});
+    if (useTls) {
+      try {
+        sock = await startTls(
+          r.sock,
+          target.host,
+          target.kind,
+          this.#opt.inspection?.upstreamCa,
+          L.connectTimeoutMs,
+        );
+        sock.on("error", () => {});
+      } catch (e) {
+        r.sock.destroy();
+        const reason = `TLS to ${target.host}:${target.port} failed: ${(e as Error).message}`;
+        this.#record({
+          class: "network",
+          activity: "fail",
+          dst: { ...dst, ip: r.ip },
+          actor: this.#actor(conn),
+          decision: auditDecision(decision),
+          reason,
+        });
+        respondError(conn.sock, 502, reason);
+        return null;
+      }
+    }
+    this.#record({
+      class: "network",
+      activity: "open",
+      dst: { ...dst, ip: r.ip },
+      actor: this.#actor(conn),
+      decision: auditDecision(decision),
+      ...(ruleName(decision) ? { rule: ruleName(decision) } : {}),
+      protocol: useTls ? "tls" : "tcp",
+    });
+    return {
+      key: `${useTls ? "https" : "http"}:${target.host}:${target.port}`,
+      sock,
+      reader: new StreamReader(sock),
+      ip: r.ip,
+      target,
+      opened: performance.now(),
+      up: 0,
+      down: 0,
+    };
   }
 
-  /** CONNECT host:port: decide, check, connect, then tunnel. */
+  /** CONNECT host:port: decide; then tunnel, or terminate TLS and serve requests inside. */
   async #connect(conn: Conn, req: RequestHead): Promise<void> {
     let target: Target;
     try {
@@ -526,67 +584,156 @@ export class EgressProxy {
       throw new HttpParseError(400, `bad CONNECT target: ${(e as Error).message}`);
     }
     if (req.framing.kind !== "none") throw new HttpParseError(400, "CONNECT with a body");
-    const started = performance.now();
-    const decision = await this.#decide({
+    let decision = await this.#decide({
       binary: conn.caller.exe,
       host: target.host,
       port: target.port,
     });
-    const base = {
+    const inspect = !decision.tlsSkip &&
+      (decision.inspect || (this.#opt.credentials?.boundTo(target.host) ?? false));
+    if (decision.verdict !== "deny" && inspect && !this.#opt.inspection) {
+      decision = denial(
+        `${target.host} needs request inspection, but this proxy has no inspection CA`,
+        decision.rule,
+      );
+    }
+    this.#record({
+      class: "http",
+      activity: "connect",
       dst: { host: target.host, port: target.port },
+      http: { method: "CONNECT", url: formatAuthority(target.host, target.port) },
       actor: this.#actor(conn),
       decision: auditDecision(decision),
       ...(ruleName(decision) ? { rule: ruleName(decision) } : {}),
       reason: decision.reason,
-    };
-    this.#record({
-      class: "http",
-      activity: "connect",
-      ...base,
-      http: { method: "CONNECT", url: formatAuthority(target.host, target.port) },
     });
     if (decision.verdict === "deny") {
-      this.#deny(conn, decision, target, "CONNECT");
+      this.#deny(conn, decision, target, "CONNECT", undefined, false);
       return;
     }
     const up = await this.#openUpstream(conn, target, decision, false);
     if (!up) return;
-    this.#record({ class: "network", activity: "open", ...base, dst: { ...base.dst, ip: up.ip } });
-    const early = conn.reader.detach();
-    up.reader.detach();
+
+    if (!inspect) {
+      const early = conn.reader.detach();
+      up.reader.detach();
+      await write(conn.sock, "HTTP/1.1 200 Connection Established\r\n\r\n");
+      const t = await tunnel(conn.sock, up.sock, this.#limits.transferIdleMs, { up: early });
+      up.up = t.up;
+      up.down = t.down;
+      this.#closeUpstream(conn, up);
+      return;
+    }
+
+    const ca = this.#opt.inspection!.ca;
+    let ctx: tls.SecureContext;
+    try {
+      ctx = await ca.contextFor(target.host);
+    } catch (e) {
+      this.#closeUpstream(conn, up);
+      respondError(conn.sock, 502, `cannot make a certificate: ${(e as Error).message}`);
+      return;
+    }
     await write(conn.sock, "HTTP/1.1 200 Connection Established\r\n\r\n");
-    const t = await tunnel(conn.sock, up.sock, this.#limits.transferIdleMs, { up: early });
-    this.#record({
-      class: "network",
-      activity: "close",
-      ...base,
-      dst: { ...base.dst, ip: up.ip },
-      bytes_out: t.up,
-      bytes_in: t.down,
-      duration_ms: Math.round(performance.now() - started),
+    const first = await conn.reader.peek(1, Date.now() + this.#limits.headerTimeoutMs);
+    if (first.length === 0) {
+      this.#closeUpstream(conn, up);
+      return;
+    }
+    if (first[0] !== 0x16) {
+      // Not TLS: plain HTTP inside the tunnel, inspected as such.
+      await this.#httpLoop(conn, { target, decision, tls: false }, up);
+      return;
+    }
+    const client = await this.#acceptTls(conn, target, ctx);
+    if (!client) {
+      this.#closeUpstream(conn, up);
+      return;
+    }
+    // Re-encrypt upstream on the connection already opened to the checked address.
+    const raw = up.sock as net.Socket;
+    up.reader.detach();
+    let upTls: tls.TLSSocket;
+    try {
+      upTls = await startTls(
+        raw,
+        target.host,
+        target.kind,
+        this.#opt.inspection!.upstreamCa,
+        this.#limits.connectTimeoutMs,
+      );
+      upTls.on("error", () => {});
+    } catch (e) {
+      const reason = `TLS to ${target.host}:${target.port} failed: ${(e as Error).message}`;
+      this.#record({
+        class: "network",
+        activity: "fail",
+        dst: { host: target.host, port: target.port, ip: up.ip },
+        actor: this.#actor(conn),
+        decision: auditDecision(decision),
+        reason,
+      });
+      raw.destroy();
+      respondError(client.sock, 502, reason);
+      return;
+    }
+    const upstream: Upstream = {
+      ...up,
+      key: `https:${target.host}:${target.port}`,
+      sock: upTls,
+      reader: new StreamReader(upTls),
+    };
+    await this.#httpLoop(client, { target, decision, tls: true }, upstream);
+  }
+
+  /** Terminates the client's TLS with a leaf for the CONNECT host; null when it fails. */
+  async #acceptTls(conn: Conn, target: Target, ctx: tls.SecureContext): Promise<Conn | null> {
+    const early = conn.reader.detach();
+    const raw = conn.sock as net.Socket;
+    raw.unshift(early);
+    let sniMismatch: string | null = null;
+    const t = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: ctx,
+      ALPNProtocols: ["http/1.1"],
+      SNICallback: (name, cb) => {
+        const sni = name.toLowerCase().replace(/\.$/, "");
+        if (sni === target.host) cb(null, ctx);
+        else {
+          sniMismatch = sni;
+          cb(new Error(`SNI ${sni} does not match CONNECT ${target.host}`), undefined);
+        }
+      },
     });
+    t.on("error", () => {});
+    const ok = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.#limits.headerTimeoutMs);
+      t.once("secure", () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      t.once("error", () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+      t.once("close", () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+    if (!ok) {
+      this.#record({
+        class: "network",
+        activity: "fail",
+        dst: { host: target.host, port: target.port },
+        actor: this.#actor(conn),
+        reason: sniMismatch
+          ? `TLS SNI ${sniMismatch} does not match the CONNECT host`
+          : "client TLS handshake failed (does the client trust the clawcage CA?)",
+      });
+      t.destroy();
+      return null;
+    }
+    return { ...conn, sock: t, reader: new StreamReader(t) };
   }
-}
-
-class UpstreamClosed extends Error {}
-
-/** Response head for the client: our own Connection handling, the rest as the upstream sent. */
-function responseHeadFor(
-  res: { version: string; status: number; reason: string; headers: Header[] },
-  close: boolean,
-  chunked: boolean,
-): string {
-  const named = new Set(headerTokens(res.headers, "connection"));
-  let out = `HTTP/1.1 ${res.status} ${res.reason}\r\n`;
-  for (const [k, v] of res.headers) {
-    const l = k.toLowerCase();
-    if (
-      l === "connection" || l === "keep-alive" || l === "proxy-connection" ||
-      l === "transfer-encoding" || named.has(l)
-    ) continue;
-    out += `${k}: ${v}\r\n`;
-  }
-  if (chunked) out += "Transfer-Encoding: chunked\r\n";
-  if (close) out += "Connection: close\r\n";
-  return out + "\r\n";
 }

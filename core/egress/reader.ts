@@ -56,12 +56,13 @@ export class StreamReader {
   async #more(timeoutMs: number): Promise<boolean> {
     if (this.#error) throw this.#error;
     if (this.#eof) return false;
+    if (!(timeoutMs > 0)) throw new TimeoutError("timed out waiting for the peer");
     this.sock.resume();
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
         this.#wake = resolve;
-        if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        if (Number.isFinite(timeoutMs)) {
           timer = setTimeout(() => {
             this.#wake = null;
             reject(new TimeoutError("timed out waiting for the peer"));

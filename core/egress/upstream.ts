@@ -126,7 +126,7 @@ export async function openUpstream(
   timeoutMs: number,
 ): Promise<UpstreamResult> {
   const r = await resolveChecked(target, allowedIps, resolver);
-  if (!r.ok) return r;
+  if (!r.ok) return { ...r, ...(r.refusal?.ip ? { ip: r.refusal.ip } : {}) };
   let last: Error | null = null;
   for (const ip of r.ips) {
     try {
