@@ -2,13 +2,17 @@
 
 import { parseArgs } from "node:util";
 import { loadPolicyFile, PolicyError } from "../policy/load.ts";
+import { compilePolicy, decide } from "../policy/decide.ts";
+import { CredentialError, loadCredentials } from "../policy/credentials.ts";
+import { CredentialStore } from "../egress/placeholders.ts";
 import { buildPlan, PlanError } from "../sandbox/plan.ts";
+import { RuntimeDirError } from "../sandbox/runtime_dir.ts";
 import {
   describeLayers,
   HostError,
   hostView,
   preflight,
-  runSandbox,
+  runSandboxWithEgress,
 } from "../sandbox/supervisor.ts";
 import { UnknownPrincipalError } from "../sandbox/users.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
@@ -16,6 +20,8 @@ import { embeddedPolicyPath, UsageError } from "./common.ts";
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
 
 Runs COMMAND deny-by-default in Landlock + seccomp + fresh namespaces, as the policy allows.
+Network: only through the egress proxy (HTTP_PROXY etc. point at it), which applies the
+policy's network_policies to every connection.
 
 Options:
   -p, --policy FILE   policy YAML (default: the embedded default policy)
@@ -71,14 +77,26 @@ export async function runCommand(args: string[]): Promise<number> {
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
-    if (!values.quiet) console.error(describeLayers(plan));
-    return await runSandbox(plan);
+    // Egress: every connection the agent makes goes through the proxy, which asks the policy.
+    // The decision function is one parameter (in-process decide() here; the PDP client later).
+    const compiled = compilePolicy(policy);
+    const credentials = new CredentialStore(loadCredentials(policy.credentials));
+    return await runSandboxWithEgress(
+      plan,
+      { decide: (req) => Promise.resolve(decide(compiled, req)), credentials },
+      (routed) => {
+        if (!values.quiet) console.error(describeLayers(routed));
+      },
+    );
   } catch (e) {
     if (e instanceof PolicyError) {
       console.error(e.message);
       return SETUP_FAILED;
     }
-    if (e instanceof PlanError || e instanceof HostError || e instanceof UnknownPrincipalError) {
+    if (
+      e instanceof PlanError || e instanceof HostError || e instanceof UnknownPrincipalError ||
+      e instanceof CredentialError || e instanceof RuntimeDirError
+    ) {
       throw new UsageError(e.message, SETUP_FAILED);
     }
     throw e;

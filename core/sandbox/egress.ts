@@ -4,6 +4,8 @@
 // in-process decide() today, the PDP client later.
 
 import { type AuditSink, type DecideFn, EgressProxy } from "../egress/proxy.ts";
+import { InspectionCa } from "../egress/ca.ts";
+import type { CredentialStore } from "../egress/placeholders.ts";
 import type { Resolver } from "../egress/resolve.ts";
 import type { EgressEndpoint, StagePlan } from "./plan.ts";
 import { createRuntimeDir, type RuntimeDir, writeCaBundle } from "./runtime_dir.ts";
@@ -13,8 +15,15 @@ export interface EgressOptions {
   audit?: AuditSink;
   /** Default: the system resolver. */
   resolve?: Resolver;
-  /** PEM of the sandbox's CA certificate (the proxy's, for TLS inspection), if any. */
-  caCertPem?: string | null;
+  /** Secrets the proxy substitutes for placeholders; the agent gets the placeholders. */
+  credentials?: CredentialStore;
+  /**
+   * HTTPS inspection with a fresh per-sandbox CA (default true): its certificate goes into the
+   * agent's CA bundle, its key stays in this process's memory.
+   */
+  inspection?: boolean;
+  /** CA certificates (PEM) upstream servers are verified against; default: the root store. */
+  upstreamCa?: string[];
   /** Default: a new id (also the runtime directory's name). */
   sandboxId?: string;
   /** Default: /run/clawcage (root) or $XDG_RUNTIME_DIR/clawcage. */
@@ -36,13 +45,17 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
     id: opts.sandboxId,
     base: opts.runtimeBase,
   });
-  const proxy = new EgressProxy({
-    sandbox: dir.id,
-    decide: opts.decide,
-    audit: opts.audit,
-    resolve: opts.resolve,
-  });
+  let proxy: EgressProxy | null = null;
   try {
+    const ca = opts.inspection === false ? null : await InspectionCa.create(dir.id);
+    proxy = new EgressProxy({
+      sandbox: dir.id,
+      decide: opts.decide,
+      audit: opts.audit,
+      resolve: opts.resolve,
+      credentials: opts.credentials,
+      ...(ca ? { inspection: { ca, upstreamCa: opts.upstreamCa } } : {}),
+    });
     let proxyPort: number | null = null;
     if (dir.socketDir !== null) {
       const path = `${dir.socketDir}/${dir.socketName}`;
@@ -52,7 +65,8 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
     } else {
       proxyPort = await proxy.listenTcp(0, "127.0.0.1");
     }
-    const caBundle = opts.caCertPem ? writeCaBundle(dir, opts.caCertPem) : null;
+    const caBundle = ca ? writeCaBundle(dir, ca.certPem) : null;
+    const running = proxy;
     return {
       sandboxId: dir.id,
       endpoint: {
@@ -61,15 +75,16 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
         socketName: dir.socketName,
         proxyPort,
         caBundle,
+        agentEnv: opts.credentials?.agentEnv() ?? {},
       },
-      proxy,
+      proxy: running,
       async close() {
-        await proxy.close();
+        await running.close();
         dir.remove();
       },
     };
   } catch (e) {
-    await proxy.close();
+    await proxy?.close();
     dir.remove();
     throw e;
   }

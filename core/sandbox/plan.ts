@@ -52,6 +52,8 @@ export interface EgressEndpoint {
   proxyPort: number | null;
   /** System roots + the sandbox's CA certificate (never the key), or null. */
   caBundle: string | null;
+  /** Variables the agent gets from egress (credential placeholders), or none. */
+  agentEnv?: Record<string, string>;
 }
 
 /** The bridge's port inside the sandbox's network namespace. */
@@ -75,7 +77,7 @@ export const CA_ENV_NAMES = [
  * out). The stage grants the agent read access to the CA bundle (and nothing else there).
  */
 export function withEgress(plan: StagePlan, egress: EgressEndpoint): StagePlan {
-  const env = { ...plan.env };
+  const env = { ...plan.env, ...egress.agentEnv };
   let port: number;
   let bridge: BridgePlan | null = null;
   let connectPorts = plan.connectPorts;
