@@ -7,6 +7,7 @@ import type { Decision, DecisionRequest } from "../../core/policy/decision.ts";
 import { landlockAbi } from "../helpers/host.ts";
 import { sandboxSkipReason, systemProgramSkip } from "./sandbox_skip.ts";
 import { agentWorkdir, runThroughProxy } from "./sandbox_helpers.ts";
+import { httpsUpstream, upstreamPki } from "./helpers.ts";
 
 const skip = sandboxSkipReason() ?? systemProgramSkip(["curl", "python3"]);
 function test(name: string, fn: () => Promise<void>, extraSkip: string | null = null) {
@@ -170,3 +171,68 @@ print(s.recv(4096).split(b"\\r\\n")[0].decode())`;
     }
   });
 });
+
+test(
+  "inspected HTTPS: curl, python3 and node trust the sandbox CA through the environment",
+  async () => {
+    const pki = await upstreamPki(["upstream.test"]);
+    const upstream = await httpsUpstream(pki.cert, pki.key);
+    const workdir = await agentWorkdir();
+    const asked: DecisionRequest[] = [];
+    // Connection level: inspect upstream.test. Request level: only paths under /ok/.
+    const decide = (req: DecisionRequest): Promise<Decision> => {
+      asked.push(req);
+      const base = { inspect: true, tlsSkip: false, allowedIps: ["127.0.0.1/32"], entry: "up" };
+      if (req.host !== "upstream.test") {
+        return Promise.resolve({ ...base, verdict: "deny", reason: "no entry" });
+      }
+      if (req.path !== undefined && !req.path.startsWith("/ok/")) {
+        return Promise.resolve({
+          ...base,
+          verdict: "deny",
+          rule: "rules",
+          reason: "path not allowed",
+        });
+      }
+      return Promise.resolve({ ...base, verdict: "allow", reason: "allowed" });
+    };
+    const url = `https://upstream.test:${upstream.port}`;
+    const node = `const http = require("http"), tls = require("tls");
+const req = http.request({ host: "127.0.0.1", port: 3128, method: "CONNECT", path: "upstream.test:${upstream.port}" });
+req.on("connect", (res, socket) => {
+  const t = tls.connect({ socket, servername: "upstream.test" }, () => {
+    t.write("GET /ok/node HTTP/1.1\\r\\nHost: upstream.test:${upstream.port}\\r\\nConnection: close\\r\\n\\r\\n");
+  });
+  let out = ""; t.on("data", (d) => out += d); t.on("end", () => console.log("node", out.split("\\r\\n")[0]));
+  t.on("error", (e) => { console.log("node error", e.message); });
+});
+req.end();`;
+    await Deno.writeTextFile(`${workdir}/client.js`, node);
+    const script = `curl -sS ${url}/ok/curl; echo;
+    curl -sS -o /dev/null -w "curl denied %{http_code}\\n" ${url}/private;
+    /usr/bin/python3 -c 'import urllib.request as u; print("python", u.urlopen("${url}/ok/python").status)';
+    /usr/bin/node client.js`;
+    try {
+      const r = await runThroughProxy(workdir, script, {
+        decide,
+        resolve,
+        upstreamCa: [pki.caPem],
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.trim().split("\n");
+      assert.equal(JSON.parse(lines[0]).url, "/ok/curl", r.stdout);
+      assert.equal(lines[1], "curl denied 403");
+      assert.equal(lines[2], "python 200");
+      assert.equal(lines[3], "node HTTP/1.1 200 OK");
+      // Every request was asked about with its path: the proxy saw inside the TLS.
+      assert.deepEqual(
+        asked.filter((a) => a.path !== undefined).map((a) => a.path),
+        ["/ok/curl", "/private", "/ok/python", "/ok/node"],
+      );
+    } finally {
+      await upstream.close();
+      await Deno.remove(workdir, { recursive: true });
+    }
+  },
+  systemProgramSkip(["node"]),
+);
