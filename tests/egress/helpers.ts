@@ -129,6 +129,8 @@ function upgrade(req: http.IncomingMessage, sock: net.Socket, head: Buffer): voi
   );
   if (head.length) sock.write(head);
   sock.on("data", (d) => sock.write(d));
+  sock.on("end", () => sock.end());
+  sock.on("error", () => sock.destroy());
 }
 
 export interface Upstream {
