@@ -129,6 +129,8 @@ function upgrade(req: http.IncomingMessage, sock: net.Socket, head: Buffer): voi
   );
   if (head.length) sock.write(head);
   sock.on("data", (d) => sock.write(d));
+  sock.on("end", () => sock.end());
+  sock.on("error", () => sock.destroy());
 }
 
 export interface Upstream {
@@ -136,10 +138,10 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export async function httpUpstream(): Promise<Upstream> {
+export async function httpUpstream(host = "127.0.0.1"): Promise<Upstream> {
   const server = http.createServer(handler);
   server.on("upgrade", upgrade);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () => {
@@ -149,10 +151,14 @@ export async function httpUpstream(): Promise<Upstream> {
   };
 }
 
-export async function httpsUpstream(cert: string, key: string): Promise<Upstream> {
+export async function httpsUpstream(
+  cert: string,
+  key: string,
+  host = "127.0.0.1",
+): Promise<Upstream> {
   const server = https.createServer({ cert, key }, handler);
   server.on("upgrade", upgrade);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () => {
@@ -222,11 +228,11 @@ export function tableDecide(rules: TestRule[], calls: DecisionRequest[] = []) {
   };
 }
 
-/** Resolves names under .test to 127.0.0.1 (counting calls); others fail. */
-export function testResolver(calls: string[] = []) {
+/** Resolves names under .test to `ip` (default 127.0.0.1), counting calls; others fail. */
+export function testResolver(calls: string[] = [], ip = "127.0.0.1") {
   return (host: string): Promise<string[]> => {
     calls.push(host);
-    if (host.endsWith(".test")) return Promise.resolve(["127.0.0.1"]);
+    if (host.endsWith(".test")) return Promise.resolve([ip]);
     return Promise.reject(new Error(`ENOTFOUND ${host}`));
   };
 }
