@@ -2,7 +2,7 @@
 // the agent trusts. Root: /run/clawcage/<id>/ (0700 root), which the stage hides behind the
 // sandbox's private /run; the proxy socket sits in bridge/ (0700, owned by the agent's uid so
 // the stage can still connect after dropping to that uid, through a descriptor it opened
-// before). Rootless: $XDG_RUNTIME_DIR/clawcage/<id>/ (or /tmp/clawcage-<uid>/<id>/), mode
+// before). Rootless: $XDG_RUNTIME_DIR/clawcage-egress/<id>/ (or /tmp/clawcage-egress-<uid>/<id>/), mode
 // 0711 so an agent running as another uid can open the CA bundle by name; it holds nothing
 // secret (no socket, no key) and Landlock grants the agent that one file only.
 
@@ -58,7 +58,9 @@ export function createRuntimeDir(
     if (opts.root) base = "/run/clawcage";
     else {
       const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-      base = xdg && xdg.startsWith("/") ? `${xdg}/clawcage` : `/tmp/clawcage-${uid}`;
+      // Not the PDP's 0700 directory: this one is 0711 so an agent of another uid (root
+      // running --rootless) can open the CA bundle by name.
+      base = xdg && xdg.startsWith("/") ? `${xdg}/clawcage-egress` : `/tmp/clawcage-egress-${uid}`;
     }
   }
   if (opts.root) Deno.mkdirSync(base.slice(0, base.lastIndexOf("/")) || "/", { recursive: true });
