@@ -3,6 +3,7 @@
 const BENCHES: Record<string, string> = {
   sandbox: "./sandbox.ts",
   audit: "./audit_throughput.ts",
+  egress: "./egress.ts",
 };
 
 const [name, ...rest] = Deno.args;
