@@ -5,6 +5,7 @@ const BENCHES: Record<string, string> = {
   audit: "./audit_throughput.ts",
   bridge: "./bridge.ts",
   policy: "./policy_decide.ts",
+  egress: "./egress.ts",
 };
 
 const [name, ...rest] = Deno.args;
