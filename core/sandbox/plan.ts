@@ -68,6 +68,8 @@ export const CA_ENV_NAMES = [
   "REQUESTS_CA_BUNDLE",
   "CURL_CA_BUNDLE",
   "GIT_SSL_CAINFO",
+  "AWS_CA_BUNDLE",
+  "DENO_CERT",
 ];
 
 /**

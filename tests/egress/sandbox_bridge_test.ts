@@ -124,6 +124,8 @@ test("the agent gets proxy and CA variables; the CA bundle is read-only", async 
         "REQUESTS_CA_BUNDLE",
         "CURL_CA_BUNDLE",
         "GIT_SSL_CAINFO",
+        "AWS_CA_BUNDLE",
+        "DENO_CERT",
       ]
     ) assert.equal(env[name], SANDBOX_CA_BUNDLE);
     assert.equal(tail, caPem);
