@@ -47,6 +47,12 @@ import { openUpstream, startTls, type Target } from "./upstream.ts";
 
 export type DecideFn = (req: DecisionRequest) => Promise<Decision>;
 
+/** Finds the process behind a TCP client connection (rootless mode: see core/sandbox/caller.ts). */
+export type IdentifyTcpCaller = (
+  client: { address: string; port: number },
+  server: { address: string; port: number },
+) => Promise<Caller>;
+
 /** Where audit events go (core/audit's AuditLog fits). Throwing stops the traffic. */
 export interface AuditSink {
   record(event: AuditEvent): unknown;
@@ -171,9 +177,13 @@ export class EgressProxy {
     fs.chmodSync(path, 0o600);
   }
 
-  /** Listens on a loopback TCP port (0: any); returns the port. Caller lines are refused. */
-  async listenTcp(port = 0, host = "127.0.0.1"): Promise<number> {
-    const server = this.#server(false);
+  /**
+   * Listens on a loopback TCP port (0: any); returns the port. Caller lines are refused. With
+   * `identify` (rootless mode), the caller is whatever it finds from the kernel's view of the
+   * client socket, looked up when the connection is accepted.
+   */
+  async listenTcp(port = 0, host = "127.0.0.1", identify?: IdentifyTcpCaller): Promise<number> {
+    const server = this.#server(false, identify);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => resolve());
@@ -187,7 +197,7 @@ export class EgressProxy {
     await Promise.all(closing);
   }
 
-  #server(trusted: boolean): net.Server {
+  #server(trusted: boolean, identify?: IdentifyTcpCaller): net.Server {
     const server = net.createServer((sock) => {
       if (this.#conns.size >= this.#limits.maxConnections) {
         sock.destroy();
@@ -196,7 +206,11 @@ export class EgressProxy {
       this.#conns.add(sock);
       sock.on("close", () => this.#conns.delete(sock));
       sock.on("error", () => {});
-      this.#serve(sock, trusted).catch(() => sock.destroy());
+      const identified = identify?.(
+        { address: sock.remoteAddress ?? "", port: sock.remotePort ?? 0 },
+        { address: sock.localAddress ?? "", port: sock.localPort ?? 0 },
+      ).catch(() => UNKNOWN_CALLER);
+      this.#serve(sock, trusted, identified).catch(() => sock.destroy());
     });
     this.#servers.push(server);
     return server;
@@ -207,12 +221,13 @@ export class EgressProxy {
     this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
   }
 
-  async #serve(sock: net.Socket, trusted: boolean): Promise<void> {
+  async #serve(sock: net.Socket, trusted: boolean, identified?: Promise<Caller>): Promise<void> {
     sock.setNoDelay(true);
     const reader = new StreamReader(sock);
     let caller: Caller = UNKNOWN_CALLER;
     try {
       caller = await readCaller(reader, Date.now() + this.#limits.idleTimeoutMs, trusted);
+      if (identified) caller = await identified;
     } catch (e) {
       this.#fail(sock, e);
       return;

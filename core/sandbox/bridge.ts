@@ -51,11 +51,11 @@ export async function serveBridge(
 ): Promise<void> {
   const hasher = new ExeHasher();
   const diag = opts.sockDiag;
-  const inodeOf = diag
-    ? (client: Endpoint, server: Endpoint) => diag.tcpLookup(client, server)?.inode ?? null
+  const socketOf = diag
+    ? (client: Endpoint, server: Endpoint) => diag.tcpLookup(client, server)
     : undefined;
   const identify = opts.identify ??
-    ((client: Endpoint, server: Endpoint) => identifyCaller(client, server, hasher, { inodeOf }));
+    ((client: Endpoint, server: Endpoint) => identifyCaller(client, server, hasher, { socketOf }));
   await Promise.all(listeners.map(async (listener) => {
     for (;;) {
       let conn: Deno.TcpConn;

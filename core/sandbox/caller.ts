@@ -31,7 +31,15 @@ export interface Endpoint {
 export interface SocketEntry {
   local: Endpoint;
   remote: Endpoint;
+  /** The socket's owner (the fsuid that created it). */
+  uid: number;
   inode: number;
+}
+
+/** A socket as the kernel reports it: its inode and owner uid. */
+export interface SocketId {
+  inode: number;
+  uid: number;
 }
 
 /** Normalises an address as Deno reports it ("::ffff:127.0.0.1" -> "127.0.0.1"). */
@@ -80,7 +88,12 @@ export function parseProcNetTcp(text: string): SocketEntry[] {
   for (const line of text.split("\n").slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10) continue;
-    entries.push({ local: decodeProcAddress(f[1]), remote: decodeProcAddress(f[2]), inode: +f[9] });
+    entries.push({
+      local: decodeProcAddress(f[1]),
+      remote: decodeProcAddress(f[2]),
+      uid: +f[7],
+      inode: +f[9],
+    });
   }
   return entries;
 }
@@ -94,14 +107,14 @@ function readText(path: string): string {
 }
 
 /**
- * Inode of the client socket whose local end is `client` and remote end is `server`, or null.
+ * The client socket whose local end is `client` and remote end is `server`, or null.
  * `client` is the peer address of a connection we accepted, `server` its local address.
  */
-export function findSocketInode(
+export function findSocket(
   client: Endpoint,
   server: Endpoint,
   procRoot = "/proc",
-): number | null {
+): SocketId | null {
   const c = { address: normalizeAddress(client.address), port: client.port };
   const s = { address: normalizeAddress(server.address), port: server.port };
   for (const file of ["net/tcp", "net/tcp6"]) {
@@ -109,14 +122,19 @@ export function findSocketInode(
       if (
         e.inode !== 0 && e.local.port === c.port && e.remote.port === s.port &&
         e.local.address === c.address && e.remote.address === s.address
-      ) return e.inode;
+      ) return { inode: e.inode, uid: e.uid };
     }
   }
   return null;
 }
 
-/** PIDs (other than our own) that hold `socket:[inode]` open, in ascending order. */
-export function socketHolders(inode: number, procRoot = "/proc"): number[] {
+/**
+ * PIDs (other than our own) that hold `socket:[inode]` open, in ascending order. With `uid`,
+ * only processes whose /proc entry that uid owns are searched (a cheap filter: the socket's
+ * owner is almost always the process holding it; a process that received it from another uid
+ * is missed, and counts as unknown).
+ */
+export function socketHolders(inode: number, procRoot = "/proc", uid?: number): number[] {
   const target = `socket:[${inode}]`;
   const self = Deno.pid;
   const holders: number[] = [];
@@ -130,6 +148,13 @@ export function socketHolders(inode: number, procRoot = "/proc"): number[] {
     if (!/^\d+$/.test(d.name)) continue;
     const pid = Number(d.name);
     if (pid === self) continue;
+    if (uid !== undefined) {
+      try {
+        if (Deno.statSync(`${procRoot}/${pid}`).uid !== uid) continue;
+      } catch {
+        continue;
+      }
+    }
     let fds: Deno.DirEntry[];
     try {
       fds = [...Deno.readDirSync(`${procRoot}/${pid}/fd`)];
@@ -225,19 +250,21 @@ export async function identifyCaller(
   hasher: ExeHasher,
   opts: {
     procRoot?: string;
-    /** Finds the client socket's inode faster than /proc/net/tcp (sock_diag); null: none. */
-    inodeOf?: (client: Endpoint, server: Endpoint) => number | null;
+    /** Finds the client socket faster than /proc/net/tcp (sock_diag); null: none. */
+    socketOf?: (client: Endpoint, server: Endpoint) => SocketId | null;
+    /** Search only processes of the socket's owner uid (many processes: the host's /proc). */
+    sameUidOnly?: boolean;
   } = {},
 ): Promise<Caller> {
   const procRoot = opts.procRoot ?? "/proc";
-  let inode: number | null;
+  let socket: SocketId | null;
   try {
-    inode = opts.inodeOf ? opts.inodeOf(client, server) : findSocketInode(client, server, procRoot);
+    socket = opts.socketOf ? opts.socketOf(client, server) : findSocket(client, server, procRoot);
   } catch {
-    inode = findSocketInode(client, server, procRoot);
+    socket = findSocket(client, server, procRoot);
   }
-  if (inode === null) return UNKNOWN_CALLER;
-  const pids = socketHolders(inode, procRoot);
+  if (socket === null) return UNKNOWN_CALLER;
+  const pids = socketHolders(socket.inode, procRoot, opts.sameUidOnly ? socket.uid : undefined);
   let found: { pid: number; exe: string; sha256: Promise<string> } | null = null;
   for (const pid of pids) {
     let exe: string;

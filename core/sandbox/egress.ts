@@ -3,7 +3,14 @@
 // the agent trusts, and tearing all of it down. The decision function is one parameter: the
 // in-process decide() today, the PDP client later.
 
-import { type AuditSink, type DecideFn, EgressProxy } from "../egress/proxy.ts";
+import {
+  type AuditSink,
+  type DecideFn,
+  EgressProxy,
+  type IdentifyTcpCaller,
+} from "../egress/proxy.ts";
+import { SockDiag } from "../../ffi/sock_diag.ts";
+import { type Endpoint, ExeHasher, identifyCaller } from "./caller.ts";
 import { InspectionCa } from "../egress/ca.ts";
 import type { CredentialStore } from "../egress/placeholders.ts";
 import type { Resolver } from "../egress/resolve.ts";
@@ -46,6 +53,7 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
     base: opts.runtimeBase,
   });
   let proxy: EgressProxy | null = null;
+  let identity: { identify: IdentifyTcpCaller; close(): void } | null = null;
   try {
     const ca = opts.inspection === false ? null : await InspectionCa.create(dir.id);
     proxy = new EgressProxy({
@@ -63,7 +71,10 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
       // The stage connects after dropping to the agent's uid (see bridge.ts).
       Deno.chownSync(path, plan.user.uid, plan.user.gid);
     } else {
-      proxyPort = await proxy.listenTcp(0, "127.0.0.1");
+      // Rootless: the agent connects to this port directly, so no caller line can be trusted
+      // here; the proxy asks the kernel instead (sock_diag, then /proc of the host).
+      identity = rootlessIdentity();
+      proxyPort = await proxy.listenTcp(0, "127.0.0.1", identity.identify);
     }
     const caBundle = ca ? writeCaBundle(dir, ca.certPem) : null;
     const running = proxy;
@@ -80,12 +91,35 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
       proxy: running,
       async close() {
         await running.close();
+        identity?.close();
         dir.remove();
       },
     };
   } catch (e) {
     await proxy?.close();
+    identity?.close();
     dir.remove();
     throw e;
   }
+}
+
+/** Caller identity for the rootless TCP listener, from the host's sockets and processes. */
+function rootlessIdentity(): { identify: IdentifyTcpCaller; close(): void } {
+  const hasher = new ExeHasher();
+  let diag: SockDiag | null = null;
+  try {
+    diag = SockDiag.open();
+  } catch { /* no inet_diag: /proc/net/tcp */ }
+  const socketOf = diag ? (c: Endpoint, s: Endpoint) => diag!.tcpLookup(c, s) : undefined;
+  return {
+    async identify(client, server) {
+      const c = await identifyCaller(client, server, hasher, { socketOf, sameUidOnly: true });
+      return c.pid > 0 ? { pid: c.pid, exe: c.exe, ...(c.sha256 ? { sha256: c.sha256 } : {}) } : {
+        exe: "",
+      };
+    },
+    close() {
+      diag?.close();
+    },
+  };
 }

@@ -17,7 +17,7 @@ const pySkip = systemProgramSkip(["python3"]);
 if (pySkip) console.log(`skipping caller tests with real processes: ${pySkip}`);
 const PYTHON = "/usr/bin/python3";
 
-Deno.test("caller: /proc/net/tcp and tcp6 lines decode to addresses, ports and inodes", () => {
+Deno.test("caller: /proc/net/tcp and tcp6 lines decode to addresses, ports, owners and inodes", () => {
   const v4 =
     `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:0C38 00000000:0000 0A 00000000:00000000 00:00000000 00000000 65534        0 4242 1 0000000000000000 100 0 0 10 0
@@ -26,11 +26,13 @@ Deno.test("caller: /proc/net/tcp and tcp6 lines decode to addresses, ports and i
     {
       local: { address: "127.0.0.1", port: 3128 },
       remote: { address: "0.0.0.0", port: 0 },
+      uid: 65534,
       inode: 4242,
     },
     {
       local: { address: "127.0.0.1", port: 0xa3f2 },
       remote: { address: "127.0.0.1", port: 3128 },
+      uid: 65534,
       inode: 777,
     },
   ]);
@@ -42,11 +44,13 @@ Deno.test("caller: /proc/net/tcp and tcp6 lines decode to addresses, ports and i
     {
       local: { address: "0:0:0:0:0:0:0:1", port: 0xd431 },
       remote: { address: "0:0:0:0:0:0:0:1", port: 3128 },
+      uid: 65534,
       inode: 99,
     },
     {
       local: { address: "127.0.0.1", port: 0xd432 },
       remote: { address: "127.0.0.1", port: 3128 },
+      uid: 65534,
       inode: 100,
     },
   ]);
@@ -124,7 +128,7 @@ async function identify(conn: Deno.TcpConn, hasher = new ExeHasher()) {
   const diag = SockDiag.open();
   try {
     const viaDiag = await identifyCaller(client, server, hasher, {
-      inodeOf: (a, b) => diag.tcpLookup(a, b)?.inode ?? null,
+      socketOf: (a, b) => diag.tcpLookup(a, b),
     });
     assert.deepEqual(viaDiag, viaProc);
   } finally {

@@ -1,6 +1,6 @@
 // End to end: a real sandbox, the stage's bridge, the real egress proxy, a loopback upstream.
 // Decisions by binary reach the proxy from the caller line; rootless mode goes straight to the
-// proxy's loopback port and Landlock refuses every other TCP port.
+// proxy's loopback port (which identifies callers itself) and Landlock refuses every other port.
 
 import assert from "node:assert/strict";
 import type { Decision, DecisionRequest } from "../../core/policy/decision.ts";
@@ -116,13 +116,16 @@ test("CONNECT through the bridge is decided with the caller's binary", async () 
 });
 
 test(
-  "rootless: the agent reaches the proxy's loopback port and no other TCP port",
+  "rootless: the agent reaches the proxy's loopback port and no other; binaries still decide",
   async () => {
     await withUpstream(async (port) => {
       const workdir = await agentWorkdir();
       const asked: DecisionRequest[] = [];
       try {
         const script = `echo "proxy=$HTTP_PROXY"; curl -sS http://upstream.test:${port}/rootless;
+          /usr/bin/python3 -c 'import urllib.request as u
+try: u.urlopen("http://upstream.test:${port}/py")
+except Exception as e: print("python", e)';
           curl -sS --noproxy '*' -o /dev/null http://127.0.0.1:${port}/direct; echo "direct=$?"`;
         const r = await runThroughProxy(workdir, script, { decide: curlOnly(asked), resolve }, {
           rootless: true,
@@ -134,9 +137,14 @@ test(
           r.stdout,
           new RegExp(`^proxy=http://127\\.0\\.0\\.1:${r.plan.connectPorts[0]}$`, "m"),
         );
-        // The proxy's TCP listener cannot trust a caller line: the binary is unknown there,
-        // so curlOnly denies it with 403.
-        assert.deepEqual(asked.map((a) => [a.host, a.binary]), [["upstream.test", ""]]);
+        // No bridge and no caller line: the proxy identified each caller from the host's
+        // sockets and processes itself.
+        assert.match(r.stdout, /^upstream saw \/rootless$/m, r.stdout + r.stderr);
+        assert.match(r.stdout, /^python HTTP Error 403/m);
+        assert.deepEqual(asked.map((a) => [a.host, a.binary]), [
+          ["upstream.test", CURL],
+          ["upstream.test", Deno.realPathSync("/usr/bin/python3")],
+        ]);
         // Landlock: connect(2) to the upstream's port directly is refused (curl exit 7).
         assert.match(r.stdout, /^direct=7$/m, r.stdout + r.stderr);
       } finally {

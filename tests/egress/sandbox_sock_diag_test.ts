@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { SockDiag } from "../../ffi/sock_diag.ts";
-import { findSocketInode } from "../../core/sandbox/caller.ts";
+import { findSocket } from "../../core/sandbox/caller.ts";
 import { systemProgramSkip } from "./sandbox_skip.ts";
 
 async function check(hostname: string, connect: (port: number) => Promise<() => Promise<void>>) {
@@ -17,7 +17,7 @@ async function check(hostname: string, connect: (port: number) => Promise<() => 
     const server = { address: s.hostname, port: s.port };
     const found = diag.tcpLookup(client, server);
     assert.ok(found, `no socket for ${c.hostname}:${c.port}`);
-    assert.equal(found.inode, findSocketInode(client, server));
+    assert.deepEqual(found, findSocket(client, server));
     assert.equal(found.uid, Deno.uid());
     // The server's end is a different socket; a port nobody uses is no socket.
     assert.notEqual(diag.tcpLookup(server, client)?.inode, found.inode);
