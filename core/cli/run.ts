@@ -5,7 +5,7 @@ import { loadPolicyFile, PolicyError } from "../policy/load.ts";
 import { compilePolicy, decide } from "../policy/decide.ts";
 import { CredentialError, loadCredentials } from "../policy/credentials.ts";
 import { CredentialStore } from "../egress/placeholders.ts";
-import { buildPlan, PlanError } from "../sandbox/plan.ts";
+import { buildPlan, callerIdentityProblem, PlanError } from "../sandbox/plan.ts";
 import { RuntimeDirError } from "../sandbox/runtime_dir.ts";
 import {
   describeLayers,
@@ -86,6 +86,10 @@ export async function runCommand(args: string[]): Promise<number> {
       { decide: (req) => Promise.resolve(decide(compiled, req)), credentials },
       (routed) => {
         if (!values.quiet) console.error(describeLayers(routed));
+        const problem = callerIdentityProblem(routed);
+        if (problem && Object.keys(policy.network_policies).length > 0) {
+          console.error(`clawcage: warning: ${problem}`);
+        }
       },
     );
   } catch (e) {

@@ -115,6 +115,16 @@ export function withEgress(plan: StagePlan, egress: EgressEndpoint): StagePlan {
 
 export class PlanError extends Error {}
 
+/**
+ * Why the bridge will not be able to name callers, or null. It runs in the agent's Landlock
+ * domain and needs /proc (the sandbox's own) to find the process behind a connection.
+ */
+export function callerIdentityProblem(plan: StagePlan): string | null {
+  if (!plan.bridge) return null;
+  if (beneathAny("/proc", [...plan.readOnly, ...plan.readWrite])) return null;
+  return "the policy does not grant /proc (read_only), so the egress bridge cannot tell which program opens a connection and no binaries: rule will match";
+}
+
 /** Host files that hold secrets: hidden even when a policy grants their directory. */
 export const HOST_SECRET_FILES = [
   "/etc/shadow",

@@ -6,6 +6,7 @@ import {
   BRIDGE_PORT,
   buildPlan,
   CA_ENV_NAMES,
+  callerIdentityProblem,
   type EgressEndpoint,
   type HostView,
   PlanError,
@@ -94,4 +95,24 @@ Deno.test("withEgress: rootless connects straight to the proxy port, the only TC
     host(true),
   );
   assert.throws(() => withEgress(ns, endpoint({ socketDir: null })), PlanError);
+});
+
+Deno.test("callerIdentityProblem: the bridge needs /proc granted to name callers", () => {
+  const withProc = {
+    ...host(true),
+    kind: (p: string) => (["/work", "/run", "/proc"].includes(p) ? "dir" as const : null),
+  };
+  const granted = parsePolicy(
+    "version: 1\nfilesystem_policy:\n  read_only: [/proc]\nprocess:\n  run_as_user: nobody\n",
+    "t.yaml",
+  );
+  const opts = { argv: ["agent"], workdir: "/work", env: [], rootless: false };
+  assert.equal(
+    callerIdentityProblem(withEgress(buildPlan(granted, opts, withProc), endpoint())),
+    null,
+  );
+  assert.match(
+    callerIdentityProblem(withEgress(buildPlan(policy, opts, withProc), endpoint()))!,
+    /does not grant \/proc/,
+  );
 });
