@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { type BodyFraming, HttpParseError, parseChunkSize } from "./http_parse.ts";
 import type { StreamReader } from "./reader.ts";
 
-const CHUNK = 64 * 1024;
+const CHUNK = 256 * 1024;
 const MAX_CHUNK_LINE = 4096;
 const MAX_TRAILER_BYTES = 16 * 1024;
 

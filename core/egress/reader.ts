@@ -154,11 +154,22 @@ export class StreamReader {
     return this.#take(n);
   }
 
-  /** Reads up to `max` bytes (whatever is there, waiting for some); null at EOF. */
+  /** Reads up to `max` bytes (whatever is there, waiting for some); null at EOF. No copy. */
   async read(max: number, idleMs: number): Promise<Buffer | null> {
     if (this.#length === 0 && !await this.#more(idleMs)) return null;
     if (this.#length === 0) return null;
-    return this.#take(Math.min(max, this.#length));
+    const first = this.#chunks[0];
+    let out: Buffer;
+    if (first.length <= max) {
+      this.#chunks.shift();
+      out = first;
+    } else {
+      this.#chunks[0] = first.subarray(max);
+      out = first.subarray(0, max);
+    }
+    this.#length -= out.length;
+    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    return out;
   }
 
   /** Stops reading: removes the listeners and returns the bytes still buffered. */
