@@ -140,12 +140,17 @@ function denial(reason: string, rule?: string): Decision {
 
 class UpstreamClosed extends Error {}
 
+/** The audit sink refused a record: the connection is dropped (fail closed). */
+class AuditStopped extends Error {}
+
 export class EgressProxy {
   readonly #opt: EgressProxyOptions;
   readonly #limits: ProxyLimits;
   readonly #resolve: Resolver;
   readonly #servers: net.Server[] = [];
   readonly #conns = new Set<Duplex>();
+  /** Client sockets on which a response (or 100 Continue) has started and not completed. */
+  readonly #answering = new WeakSet<Duplex>();
 
   constructor(options: EgressProxyOptions) {
     this.#opt = options;
@@ -204,7 +209,11 @@ export class EgressProxy {
 
   /** Records an audit event. Throws (stopping the traffic) when the audit log fails. */
   #record(event: AuditEvent): void {
-    this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
+    try {
+      this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
+    } catch (e) {
+      throw new AuditStopped(`audit log refused a record: ${(e as Error).message}`);
+    }
   }
 
   async #serve(sock: net.Socket, trusted: boolean): Promise<void> {
@@ -222,9 +231,11 @@ export class EgressProxy {
 
   /** Answers a failure the client caused or suffered, then closes. */
   #fail(sock: Duplex, e: unknown): void {
-    if (e instanceof HttpParseError) respondError(sock, e.status, e.message);
+    // Once response bytes went out, an answer of our own would corrupt the stream: just close.
+    if (this.#answering.has(sock)) sock.destroy();
+    else if (e instanceof HttpParseError) respondError(sock, e.status, e.message);
     else if (e instanceof TimeoutError) respondError(sock, 408, e.message);
-    else if (e instanceof UpstreamClosed) sock.destroy();
+    else if (e instanceof UpstreamClosed || e instanceof AuditStopped) sock.destroy();
     else respondError(sock, 502, (e as Error).message ?? String(e));
   }
 
@@ -428,6 +439,12 @@ export class EgressProxy {
     io.ip = up.ip;
 
     const websocket = wantsWebSocket(req);
+    // Expect: 100-continue is answered here (the request is allowed) and not sent on, so the
+    // client sends its body without waiting for an upstream that never sees the expectation.
+    if (headerTokens(req.headers, "expect").includes("100-continue")) {
+      headers = headers.filter(([k]) => k.toLowerCase() !== "expect");
+      if (req.framing.kind !== "none") await write(conn.sock, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
     const outHead = upstreamRequestHead(req, originTarget, authority, websocket, headers);
     await write(up.sock, outHead);
     io.up = outHead.length + await copyBody(conn.reader, up.sock, req.framing, L.transferIdleMs);
@@ -440,6 +457,7 @@ export class EgressProxy {
       res = parseResponseHead(resHead, L.head);
       io.down += resHead.length;
       if (res.status >= 100 && res.status < 200 && res.status !== 101) {
+        this.#answering.add(conn.sock);
         await write(conn.sock, resHead);
         continue;
       }
@@ -464,8 +482,10 @@ export class EgressProxy {
     const secrets = creds?.credentials.filter((c) => used.includes(c.name)) ?? [];
     const scrub = (v: string) =>
       secrets.reduce((acc, c) => acc.split(c.secret).join(c.placeholder), v);
+    this.#answering.add(conn.sock);
     await write(conn.sock, clientResponseHead(res, !keepAlive, framing.kind === "chunked", scrub));
     io.down += await copyBody(up.reader, conn.sock, framing, L.transferIdleMs);
+    this.#answering.delete(conn.sock);
     up.up += io.up;
     up.down += io.down;
     audit(effective, res.status);

@@ -469,3 +469,32 @@ Deno.test("audit failure stops the traffic", async () => {
     await up.close();
   }
 });
+
+Deno.test("Expect: 100-continue is answered by the proxy once the request is allowed", async () => {
+  const up = await httpUpstream();
+  const p = await startProxy([{ host: "api.test", port: up.port }]);
+  try {
+    const sock = net.connect(p.port, "127.0.0.1");
+    let got = "";
+    sock.on("data", (d) => got += d);
+    const closed = new Promise((r) => sock.on("close", r));
+    sock.write(
+      `POST http://api.test:${up.port}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n` +
+        "Expect: 100-continue\r\nConnection: close\r\n\r\n",
+    );
+    for (let i = 0; i < 200 && !got.includes("\r\n\r\n"); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.match(got, /^HTTP\/1.1 100 Continue\r\n\r\n$/);
+    sock.write("hello");
+    await closed;
+    const final = got.slice(got.indexOf("\r\n\r\n") + 4);
+    assert.match(final, /^HTTP\/1.1 200/);
+    const echo = JSON.parse(final.slice(final.indexOf("{"), final.lastIndexOf("}") + 1)) as Echo;
+    assert.equal(echo.body, "hello");
+    assert.equal(echo.headers.expect, undefined);
+  } finally {
+    await p.close();
+    await up.close();
+  }
+});
