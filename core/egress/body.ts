@@ -41,25 +41,10 @@ export async function copyBody(
   switch (framing.kind) {
     case "none":
       return 0;
-    case "length": {
-      let left = framing.length;
-      while (left > 0) {
-        const c = await from.read(Math.min(left, CHUNK), idleMs);
-        if (!c) throw new HttpParseError(400, "connection closed in the middle of a body");
-        left -= c.length;
-        await write(to, c);
-      }
-      return framing.length;
-    }
-    case "close": {
-      let n = 0;
-      for (;;) {
-        const c = await from.read(CHUNK, idleMs);
-        if (!c) return n;
-        n += c.length;
-        await write(to, c);
-      }
-    }
+    case "length":
+      return await from.pipeTo(to, framing.length, idleMs);
+    case "close":
+      return await from.pipeTo(to, Infinity, idleMs);
     case "chunked": {
       let n = 0;
       for (;;) {
