@@ -134,6 +134,11 @@ function ruleName(d: Decision): string | undefined {
   return d.entry ?? d.rule;
 }
 
+/** The decision request's view of the caller: the executable and, if known, its parents. */
+function callerOf(c: Caller): { binary: string; ancestors?: string[] } {
+  return c.ancestors?.length ? { binary: c.exe, ancestors: c.ancestors } : { binary: c.exe };
+}
+
 function denial(reason: string, rule?: string): Decision {
   return { verdict: "deny", reason, rule, inspect: false, tlsSkip: false, allowedIps: [] };
 }
@@ -353,7 +358,7 @@ export class EgressProxy {
     }
     const authority = formatAuthority(target.host, target.port, defaultPort);
     const originTarget = `${path}${query ? `?${query}` : ""}`;
-    const binary = conn.caller.exe;
+    const who = callerOf(conn.caller);
     const io = { up: 0, down: 0, ip: "" };
     const audit = (d: Decision, status: number) =>
       this.#record({
@@ -381,7 +386,7 @@ export class EgressProxy {
     const key = `${target.host}:${target.port}`;
     let decision = fixed?.decision ?? conn.decisions.get(key);
     if (!decision) {
-      decision = await this.#decide({ binary, host: target.host, port: target.port });
+      decision = await this.#decide({ ...who, host: target.host, port: target.port });
       conn.decisions.set(key, decision);
     }
     if (decision.verdict === "deny") return refuse(decision);
@@ -389,7 +394,7 @@ export class EgressProxy {
     let effective = decision;
     if (decision.inspect) {
       const rd = await this.#decide({
-        binary,
+        ...who,
         host: target.host,
         port: target.port,
         method: req.method,
@@ -605,7 +610,7 @@ export class EgressProxy {
     }
     if (req.framing.kind !== "none") throw new HttpParseError(400, "CONNECT with a body");
     let decision = await this.#decide({
-      binary: conn.caller.exe,
+      ...callerOf(conn.caller),
       host: target.host,
       port: target.port,
     });
