@@ -457,9 +457,16 @@ export class EgressProxy {
     // Response: interim 1xx are passed on; then the final head and its body.
     let res: ResponseHead, resHead: Buffer | null;
     for (;;) {
-      resHead = await up.reader.readHead(L.head.maxHeadBytes, Date.now() + L.transferIdleMs);
-      if (!resHead) throw new UpstreamClosed("upstream closed before answering");
-      res = parseResponseHead(resHead, L.head);
+      try {
+        resHead = await up.reader.readHead(L.head.maxHeadBytes, Date.now() + L.transferIdleMs);
+        if (!resHead) throw new HttpParseError(502, "upstream closed before answering");
+        res = parseResponseHead(resHead, L.head);
+      } catch (e) {
+        // The upstream's fault, whatever the parser called it: the client gets 502 (504 if slow).
+        if (e instanceof TimeoutError) throw new HttpParseError(504, "upstream did not answer");
+        if (e instanceof HttpParseError) throw new HttpParseError(502, `upstream: ${e.message}`);
+        throw e;
+      }
       io.down += resHead.length;
       if (res.status >= 100 && res.status < 200 && res.status !== 101) {
         this.#answering.add(conn.sock);

@@ -498,3 +498,39 @@ Deno.test("Expect: 100-continue is answered by the proxy once the request is all
     await up.close();
   }
 });
+
+/** A raw TCP upstream that answers every connection with `reply` and then closes. */
+async function rawUpstream(reply: string): Promise<{ port: number; close(): void }> {
+  const server = net.createServer((s) => {
+    s.once("data", () => s.end(reply));
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };
+}
+
+Deno.test("upstream faults: garbage is 502, a body cut short closes the client without a 502", async () => {
+  const garbage = await rawUpstream("SSH-2.0-OpenSSH_9\r\n\r\n");
+  const cut = await rawUpstream("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-ten!!");
+  const hugeHead = await rawUpstream(`HTTP/1.1 200 OK\r\n${"X: y\r\n".repeat(200)}\r\n`);
+  const p = await startProxy([
+    { host: "a.test", port: garbage.port },
+    { host: "a.test", port: cut.port },
+    { host: "a.test", port: hugeHead.port },
+  ]);
+  const get = (port: number) =>
+    rawExchange(p.port, `GET http://a.test:${port}/ HTTP/1.1\r\nHost: x\r\n\r\n`);
+  try {
+    assert.match(await get(garbage.port), /^HTTP\/1.1 502[\s\S]*upstream: malformed status line/);
+    const r = await get(cut.port);
+    assert.match(r, /^HTTP\/1.1 200 OK\r\n/);
+    assert.ok(r.endsWith("only-ten!!"), JSON.stringify(r));
+    assert.equal(r.match(/HTTP\/1.1/g)?.length, 1);
+    assert.match(await get(hugeHead.port), /^HTTP\/1.1 502[\s\S]*upstream: more than 100 header/);
+  } finally {
+    await p.close();
+    garbage.close();
+    cut.close();
+    hugeHead.close();
+  }
+});
