@@ -145,6 +145,14 @@ function denial(reason: string, rule?: string): Decision {
 
 class UpstreamClosed extends Error {}
 
+/** Ends a served client socket; destroys it if the peer has not closed its side 2 s later. */
+function finish(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  sock.end();
+  const timer = setTimeout(() => sock.destroy(), 2000);
+  sock.once("close", () => clearTimeout(timer));
+}
+
 /** The audit sink refused a record: the connection is dropped (fail closed). */
 class AuditStopped extends Error {}
 
@@ -198,7 +206,8 @@ export class EgressProxy {
   }
 
   #server(trusted: boolean): net.Server {
-    const server = net.createServer((sock) => {
+    // Half-open allowed: a client may send its request and FIN and still read the answer.
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
       if (this.#conns.size >= this.#limits.maxConnections) {
         sock.destroy();
         return;
@@ -206,7 +215,7 @@ export class EgressProxy {
       this.#conns.add(sock);
       sock.on("close", () => this.#conns.delete(sock));
       sock.on("error", () => {});
-      this.#serve(sock, trusted).catch(() => sock.destroy());
+      this.#serve(sock, trusted).catch(() => sock.destroy()).finally(() => finish(sock));
     });
     this.#servers.push(server);
     return server;
