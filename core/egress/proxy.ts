@@ -134,6 +134,9 @@ function ruleName(d: Decision): string | undefined {
   return d.entry ?? d.rule;
 }
 
+/** Connection-level decisions remembered per client connection. */
+const MAX_CACHED_DECISIONS = 64;
+
 /** The decision request's view of the caller: the executable and, if known, its parents. */
 function callerOf(c: Caller): { binary: string; ancestors?: string[] } {
   return c.ancestors?.length ? { binary: c.exe, ancestors: c.ancestors } : { binary: c.exe };
@@ -396,6 +399,8 @@ export class EgressProxy {
     let decision = fixed?.decision ?? conn.decisions.get(key);
     if (!decision) {
       decision = await this.#decide({ ...who, host: target.host, port: target.port });
+      // Bounded: a connection that visits many targets starts the cache over.
+      if (conn.decisions.size >= MAX_CACHED_DECISIONS) conn.decisions.clear();
       conn.decisions.set(key, decision);
     }
     if (decision.verdict === "deny") return refuse(decision);
