@@ -11,18 +11,37 @@ const CHUNK = 256 * 1024;
 const MAX_CHUNK_LINE = 4096;
 const MAX_TRAILER_BYTES = 16 * 1024;
 
-/** Writes (strings as latin1, one byte per char), waiting for 'drain' when the buffer is full. */
-export async function write(to: Duplex, data: Uint8Array | string): Promise<void> {
+/** How long a write may wait for a peer that does not read (slow-read attacks). */
+export const WRITE_STALL_MS = 300_000;
+
+/**
+ * Writes (strings as latin1, one byte per char), waiting for 'drain' when the buffer is full;
+ * a peer that does not drain within `stallMs` is destroyed and the write rejects.
+ */
+export async function write(
+  to: Duplex,
+  data: Uint8Array | string,
+  stallMs = WRITE_STALL_MS,
+): Promise<void> {
   if (to.destroyed) throw new Error("peer closed");
   if (to.write(typeof data === "string" ? Buffer.from(data, "latin1") : data)) return;
   await new Promise<void>((resolve, reject) => {
-    const done = () => {
+    const timer = setTimeout(() => {
+      cleanup();
+      to.destroy();
+      reject(new Error("peer stopped reading"));
+    }, stallMs);
+    const cleanup = () => {
+      clearTimeout(timer);
       to.off("drain", done);
       to.off("close", closed);
+    };
+    const done = () => {
+      cleanup();
       resolve();
     };
     const closed = () => {
-      to.off("drain", done);
+      cleanup();
       reject(new Error("peer closed"));
     };
     to.once("drain", done);
