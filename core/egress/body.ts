@@ -7,22 +7,41 @@ import type { Duplex } from "node:stream";
 import { type BodyFraming, HttpParseError, parseChunkSize } from "./http_parse.ts";
 import type { StreamReader } from "./reader.ts";
 
-const CHUNK = 64 * 1024;
+const CHUNK = 256 * 1024;
 const MAX_CHUNK_LINE = 4096;
 const MAX_TRAILER_BYTES = 16 * 1024;
 
-/** Writes (strings as latin1, one byte per char), waiting for 'drain' when the buffer is full. */
-export async function write(to: Duplex, data: Uint8Array | string): Promise<void> {
+/** How long a write may wait for a peer that does not read (slow-read attacks). */
+export const WRITE_STALL_MS = 300_000;
+
+/**
+ * Writes (strings as latin1, one byte per char), waiting for 'drain' when the buffer is full;
+ * a peer that does not drain within `stallMs` is destroyed and the write rejects.
+ */
+export async function write(
+  to: Duplex,
+  data: Uint8Array | string,
+  stallMs = WRITE_STALL_MS,
+): Promise<void> {
   if (to.destroyed) throw new Error("peer closed");
   if (to.write(typeof data === "string" ? Buffer.from(data, "latin1") : data)) return;
   await new Promise<void>((resolve, reject) => {
-    const done = () => {
+    const timer = setTimeout(() => {
+      cleanup();
+      to.destroy();
+      reject(new Error("peer stopped reading"));
+    }, stallMs);
+    const cleanup = () => {
+      clearTimeout(timer);
       to.off("drain", done);
       to.off("close", closed);
+    };
+    const done = () => {
+      cleanup();
       resolve();
     };
     const closed = () => {
-      to.off("drain", done);
+      cleanup();
       reject(new Error("peer closed"));
     };
     to.once("drain", done);
@@ -41,25 +60,10 @@ export async function copyBody(
   switch (framing.kind) {
     case "none":
       return 0;
-    case "length": {
-      let left = framing.length;
-      while (left > 0) {
-        const c = await from.read(Math.min(left, CHUNK), idleMs);
-        if (!c) throw new HttpParseError(400, "connection closed in the middle of a body");
-        left -= c.length;
-        await write(to, c);
-      }
-      return framing.length;
-    }
-    case "close": {
-      let n = 0;
-      for (;;) {
-        const c = await from.read(CHUNK, idleMs);
-        if (!c) return n;
-        n += c.length;
-        await write(to, c);
-      }
-    }
+    case "length":
+      return await from.pipeTo(to, framing.length, idleMs);
+    case "close":
+      return await from.pipeTo(to, Infinity, idleMs);
     case "chunked": {
       let n = 0;
       for (;;) {

@@ -1,6 +1,7 @@
 // The caller line the sandbox's bridge sends before the client's bytes on each connection:
 //   CLAWCAGE-CALLER {"pid":123,"exe":"/usr/bin/curl","sha256":"<hex or empty>"}\r\n
 // It tells the proxy which sandboxed program opened the connection, for `binaries:` rules.
+// Optional: "ancestors": ["/usr/bin/node", ...], the parents' executables, nearest first.
 
 import type { StreamReader } from "./reader.ts";
 import { HttpParseError } from "./http_parse.ts";
@@ -14,7 +15,12 @@ export interface Caller {
   /** Absolute path of the executable; "" when unknown. */
   exe: string;
   sha256?: string;
+  /** Executables of the parent processes, nearest first (optional; for `binaries` rules). */
+  ancestors?: string[];
 }
+
+/** Most ancestors a caller line may name. */
+export const MAX_ANCESTORS = 64;
 
 export const UNKNOWN_CALLER: Caller = { exe: "" };
 
@@ -22,7 +28,7 @@ export const UNKNOWN_CALLER: Caller = { exe: "" };
 export function parseCallerJson(json: string): Caller {
   const v = JSON.parse(json);
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-  const { pid, exe, sha256 } = v as Record<string, unknown>;
+  const { pid, exe, sha256, ancestors } = v as Record<string, unknown>;
   if (pid !== undefined && !(Number.isSafeInteger(pid) && (pid as number) > 0)) {
     throw new Error("bad pid");
   }
@@ -32,10 +38,18 @@ export function parseCallerJson(json: string): Caller {
   if (sha256 !== undefined && !(typeof sha256 === "string" && /^([0-9a-f]{64})?$/.test(sha256))) {
     throw new Error("bad sha256");
   }
+  if (
+    ancestors !== undefined &&
+    !(Array.isArray(ancestors) && ancestors.length <= MAX_ANCESTORS &&
+      ancestors.every((a) => typeof a === "string" && a.startsWith("/") && !a.includes("\0")))
+  ) {
+    throw new Error("bad ancestors");
+  }
   return {
     ...(pid !== undefined ? { pid: pid as number } : {}),
     exe,
     ...(sha256 ? { sha256: sha256 as string } : {}),
+    ...(Array.isArray(ancestors) && ancestors.length ? { ancestors: ancestors as string[] } : {}),
   };
 }
 

@@ -140,11 +140,30 @@ function ruleName(d: Decision): string | undefined {
   return d.entry ?? d.rule;
 }
 
+/** Connection-level decisions remembered per client connection. */
+const MAX_CACHED_DECISIONS = 64;
+
+/** The decision request's view of the caller: the executable and, if known, its parents. */
+function callerOf(c: Caller): { binary: string; ancestors?: string[] } {
+  return c.ancestors?.length ? { binary: c.exe, ancestors: c.ancestors } : { binary: c.exe };
+}
+
 function denial(reason: string, rule?: string): Decision {
   return { verdict: "deny", reason, rule, inspect: false, tlsSkip: false, allowedIps: [] };
 }
 
 class UpstreamClosed extends Error {}
+
+/** Ends a served client socket; destroys it if the peer has not closed its side 2 s later. */
+function finish(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  sock.end();
+  const timer = setTimeout(() => sock.destroy(), 2000);
+  sock.once("close", () => clearTimeout(timer));
+}
+
+/** The audit sink refused a record: the connection is dropped (fail closed). */
+class AuditStopped extends Error {}
 
 export class EgressProxy {
   readonly #opt: EgressProxyOptions;
@@ -152,6 +171,8 @@ export class EgressProxy {
   readonly #resolve: Resolver;
   readonly #servers: net.Server[] = [];
   readonly #conns = new Set<Duplex>();
+  /** Client sockets on which a response (or 100 Continue) has started and not completed. */
+  readonly #answering = new WeakSet<Duplex>();
 
   constructor(options: EgressProxyOptions) {
     this.#opt = options;
@@ -198,7 +219,8 @@ export class EgressProxy {
   }
 
   #server(trusted: boolean, identify?: IdentifyTcpCaller): net.Server {
-    const server = net.createServer((sock) => {
+    // Half-open allowed: a client may send its request and FIN and still read the answer.
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
       if (this.#conns.size >= this.#limits.maxConnections) {
         sock.destroy();
         return;
@@ -210,7 +232,9 @@ export class EgressProxy {
         { address: sock.remoteAddress ?? "", port: sock.remotePort ?? 0 },
         { address: sock.localAddress ?? "", port: sock.localPort ?? 0 },
       ).catch(() => UNKNOWN_CALLER);
-      this.#serve(sock, trusted, identified).catch(() => sock.destroy());
+      this.#serve(sock, trusted, identified).catch(() => sock.destroy()).finally(() =>
+        finish(sock)
+      );
     });
     this.#servers.push(server);
     return server;
@@ -218,7 +242,11 @@ export class EgressProxy {
 
   /** Records an audit event. Throws (stopping the traffic) when the audit log fails. */
   #record(event: AuditEvent): void {
-    this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
+    try {
+      this.#opt.audit?.record({ sandbox: this.#opt.sandbox, ...event });
+    } catch (e) {
+      throw new AuditStopped(`audit log refused a record: ${(e as Error).message}`);
+    }
   }
 
   async #serve(sock: net.Socket, trusted: boolean, identified?: Promise<Caller>): Promise<void> {
@@ -237,9 +265,11 @@ export class EgressProxy {
 
   /** Answers a failure the client caused or suffered, then closes. */
   #fail(sock: Duplex, e: unknown): void {
-    if (e instanceof HttpParseError) respondError(sock, e.status, e.message);
+    // Once response bytes went out, an answer of our own would corrupt the stream: just close.
+    if (this.#answering.has(sock)) sock.destroy();
+    else if (e instanceof HttpParseError) respondError(sock, e.status, e.message);
     else if (e instanceof TimeoutError) respondError(sock, 408, e.message);
-    else if (e instanceof UpstreamClosed) sock.destroy();
+    else if (e instanceof UpstreamClosed || e instanceof AuditStopped) sock.destroy();
     else respondError(sock, 502, (e as Error).message ?? String(e));
   }
 
@@ -357,7 +387,7 @@ export class EgressProxy {
     }
     const authority = formatAuthority(target.host, target.port, defaultPort);
     const originTarget = `${path}${query ? `?${query}` : ""}`;
-    const binary = conn.caller.exe;
+    const who = callerOf(conn.caller);
     const io = { up: 0, down: 0, ip: "" };
     const audit = (d: Decision, status: number) =>
       this.#record({
@@ -385,7 +415,9 @@ export class EgressProxy {
     const key = `${target.host}:${target.port}`;
     let decision = fixed?.decision ?? conn.decisions.get(key);
     if (!decision) {
-      decision = await this.#decide({ binary, host: target.host, port: target.port });
+      decision = await this.#decide({ ...who, host: target.host, port: target.port });
+      // Bounded: a connection that visits many targets starts the cache over.
+      if (conn.decisions.size >= MAX_CACHED_DECISIONS) conn.decisions.clear();
       conn.decisions.set(key, decision);
     }
     if (decision.verdict === "deny") return refuse(decision);
@@ -393,7 +425,7 @@ export class EgressProxy {
     let effective = decision;
     if (decision.inspect) {
       const rd = await this.#decide({
-        binary,
+        ...who,
         host: target.host,
         port: target.port,
         method: req.method,
@@ -443,6 +475,12 @@ export class EgressProxy {
     io.ip = up.ip;
 
     const websocket = wantsWebSocket(req);
+    // Expect: 100-continue is answered here (the request is allowed) and not sent on, so the
+    // client sends its body without waiting for an upstream that never sees the expectation.
+    if (headerTokens(req.headers, "expect").includes("100-continue")) {
+      headers = headers.filter(([k]) => k.toLowerCase() !== "expect");
+      if (req.framing.kind !== "none") await write(conn.sock, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
     const outHead = upstreamRequestHead(req, originTarget, authority, websocket, headers);
     await write(up.sock, outHead);
     io.up = outHead.length + await copyBody(conn.reader, up.sock, req.framing, L.transferIdleMs);
@@ -450,11 +488,19 @@ export class EgressProxy {
     // Response: interim 1xx are passed on; then the final head and its body.
     let res: ResponseHead, resHead: Buffer | null;
     for (;;) {
-      resHead = await up.reader.readHead(L.head.maxHeadBytes, Date.now() + L.transferIdleMs);
-      if (!resHead) throw new UpstreamClosed("upstream closed before answering");
-      res = parseResponseHead(resHead, L.head);
+      try {
+        resHead = await up.reader.readHead(L.head.maxHeadBytes, Date.now() + L.transferIdleMs);
+        if (!resHead) throw new HttpParseError(502, "upstream closed before answering");
+        res = parseResponseHead(resHead, L.head);
+      } catch (e) {
+        // The upstream's fault, whatever the parser called it: the client gets 502 (504 if slow).
+        if (e instanceof TimeoutError) throw new HttpParseError(504, "upstream did not answer");
+        if (e instanceof HttpParseError) throw new HttpParseError(502, `upstream: ${e.message}`);
+        throw e;
+      }
       io.down += resHead.length;
       if (res.status >= 100 && res.status < 200 && res.status !== 101) {
+        this.#answering.add(conn.sock);
         await write(conn.sock, resHead);
         continue;
       }
@@ -479,8 +525,10 @@ export class EgressProxy {
     const secrets = creds?.credentials.filter((c) => used.includes(c.name)) ?? [];
     const scrub = (v: string) =>
       secrets.reduce((acc, c) => acc.split(c.secret).join(c.placeholder), v);
+    this.#answering.add(conn.sock);
     await write(conn.sock, clientResponseHead(res, !keepAlive, framing.kind === "chunked", scrub));
     io.down += await copyBody(up.reader, conn.sock, framing, L.transferIdleMs);
+    this.#answering.delete(conn.sock);
     up.up += io.up;
     up.down += io.down;
     audit(effective, res.status);
@@ -600,7 +648,7 @@ export class EgressProxy {
     }
     if (req.framing.kind !== "none") throw new HttpParseError(400, "CONNECT with a body");
     let decision = await this.#decide({
-      binary: conn.caller.exe,
+      ...callerOf(conn.caller),
       host: target.host,
       port: target.port,
     });

@@ -154,11 +154,99 @@ export class StreamReader {
     return this.#take(n);
   }
 
-  /** Reads up to `max` bytes (whatever is there, waiting for some); null at EOF. */
+  /** Reads up to `max` bytes (whatever is there, waiting for some); null at EOF. No copy. */
   async read(max: number, idleMs: number): Promise<Buffer | null> {
     if (this.#length === 0 && !await this.#more(idleMs)) return null;
     if (this.#length === 0) return null;
-    return this.#take(Math.min(max, this.#length));
+    const first = this.#chunks[0];
+    let out: Buffer;
+    if (first.length <= max) {
+      this.#chunks.shift();
+      out = first;
+    } else {
+      this.#chunks[0] = first.subarray(max);
+      out = first.subarray(0, max);
+    }
+    this.#length -= out.length;
+    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    return out;
+  }
+
+  /**
+   * Moves exactly `n` bytes (Infinity: until EOF) to `to` without a promise per chunk: the
+   * buffered bytes first, then straight from the socket's data events, pausing the socket
+   * while `to` is full. Bytes past `n` stay buffered. Rejects (HttpParseError 400) when a
+   * finite `n` is cut short, TimeoutError when nothing arrives for `idleMs`.
+   */
+  pipeTo(to: Duplex, n: number, idleMs: number): Promise<number> {
+    let moved = 0;
+    while (moved < n && this.#length > 0) {
+      const c = this.#chunks[0];
+      const take = Math.min(c.length, n - moved);
+      if (take === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(take);
+      this.#length -= take;
+      moved += take;
+      to.write(take === c.length ? c : c.subarray(0, take));
+    }
+    if (moved === n) return Promise.resolve(moved);
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#eof) {
+      return Number.isFinite(n)
+        ? Promise.reject(new HttpParseError(400, "connection closed in the middle of a body"))
+        : Promise.resolve(moved);
+    }
+    return new Promise((resolve, reject) => {
+      const sock = this.sock;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => stop(new TimeoutError("body stalled")), idleMs);
+      };
+      const stop = (e: Error | null) => {
+        clearTimeout(timer);
+        sock.off("data", onData);
+        sock.off("end", onEnd);
+        sock.off("error", onError);
+        to.off("close", onToClose);
+        sock.on("data", this.#onData);
+        if (e) reject(e);
+        else resolve(moved);
+      };
+      const onData = (c: Buffer) => {
+        const take = Math.min(c.length, n - moved);
+        if (take < c.length) {
+          this.#chunks.push(c.subarray(take));
+          this.#length += c.length - take;
+        }
+        moved += take;
+        const ok = to.write(take === c.length ? c : c.subarray(0, take));
+        if (moved === n) {
+          if (this.#length >= this.highWater) sock.pause();
+          return stop(null);
+        }
+        arm();
+        if (!ok) {
+          sock.pause();
+          to.once("drain", () => sock.resume());
+        }
+      };
+      const onEnd = () =>
+        stop(
+          Number.isFinite(n)
+            ? new HttpParseError(400, "connection closed in the middle of a body")
+            : null,
+        );
+      const onError = (e: Error) => stop(e);
+      const onToClose = () => stop(new Error("peer closed"));
+      sock.off("data", this.#onData);
+      sock.on("data", onData);
+      sock.on("end", onEnd);
+      sock.on("error", onError);
+      to.on("close", onToClose);
+      arm();
+      sock.resume();
+    });
   }
 
   /** Stops reading: removes the listeners and returns the bytes still buffered. */

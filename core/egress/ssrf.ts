@@ -3,44 +3,23 @@
 // multicast, reserved and documentation ranges, IPv4 and IPv6, including IPv6 forms that carry
 // an IPv4 address (mapped, compatible, translated, 6to4, NAT64) and Teredo.
 
-import { isIPv4, isIPv6 } from "node:net";
-import { canonicalIp, ipv6Bytes } from "./host.ts";
+import { type Cidr, overlaps, parseCidr } from "../policy/ip.ts";
+import { canonicalIp } from "./host.ts";
 
 interface Range {
-  net: Uint8Array;
-  bits: number;
+  cidr: Cidr;
   name: string;
 }
 
-function v4(s: string): Uint8Array {
-  return new Uint8Array(s.split(".").map(Number));
+function range(text: string, name: string): Range {
+  const cidr = parseCidr(text);
+  if (!cidr) throw new Error(`bad CIDR: ${text}`);
+  return { cidr, name };
 }
 
-/** Parses "a.b.c.d/n", "x::/n" or a bare address into a range. Throws on bad input. */
-export function parseCidr(cidr: string, name = cidr): Range {
-  const [addr, bitsText, extra] = cidr.trim().split("/");
-  if (extra !== undefined) throw new Error(`bad CIDR: ${cidr}`);
-  let net: Uint8Array;
-  if (isIPv4(addr)) net = v4(addr);
-  else if (isIPv6(addr)) net = ipv6Bytes(addr);
-  else throw new Error(`bad CIDR address: ${cidr}`);
-  const max = net.length * 8;
-  if (bitsText !== undefined && !/^[0-9]{1,3}$/.test(bitsText)) {
-    throw new Error(`bad CIDR prefix: ${cidr}`);
-  }
-  const bits = bitsText === undefined ? max : Number(bitsText);
-  if (bits > max) throw new Error(`CIDR prefix too long: ${cidr}`);
-  return { net, bits, name };
-}
-
-function inRange(addr: Uint8Array, r: Range): boolean {
-  if (addr.length !== r.net.length) return false;
-  let bits = r.bits;
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if ((addr[i] & mask) !== (r.net[i] & mask)) return false;
-  }
-  return true;
+/** The single address `ip` as a range (/32 or /128). */
+function host(ip: string): Cidr {
+  return parseCidr(ip)!;
 }
 
 const BLOCKED_V4: Range[] = [
@@ -60,7 +39,7 @@ const BLOCKED_V4: Range[] = [
   ["203.0.113.0/24", "documentation"],
   ["224.0.0.0/4", "multicast"],
   ["240.0.0.0/4", "reserved"],
-].map(([c, n]) => parseCidr(c, n));
+].map(([c, n]) => range(c, n));
 
 const BLOCKED_V6: Range[] = [
   ["::/128", "unspecified"],
@@ -74,30 +53,31 @@ const BLOCKED_V6: Range[] = [
   ["fe80::/10", "link-local"],
   ["fec0::/10", "site-local"],
   ["ff00::/8", "multicast"],
-].map(([c, n]) => parseCidr(c, n));
+].map(([c, n]) => range(c, n));
 
-/** IPv6 forms that embed an IPv4 destination: where the 4 bytes are. */
-const EMBEDDING: { range: Range; offset: number }[] = [
-  { range: parseCidr("::ffff:0:0/96", "IPv4-mapped"), offset: 12 },
-  { range: parseCidr("::ffff:0:0:0/96", "IPv4-translated"), offset: 12 },
-  { range: parseCidr("::/96", "IPv4-compatible"), offset: 12 },
-  { range: parseCidr("64:ff9b::/96", "NAT64"), offset: 12 },
-  { range: parseCidr("2002::/16", "6to4"), offset: 2 },
+/** IPv6 forms that embed an IPv4 destination: how many bits the 32 IPv4 bits are shifted. */
+const EMBEDDING: { range: Range; shift: bigint }[] = [
+  { range: range("::ffff:0:0/96", "IPv4-mapped"), shift: 0n },
+  { range: range("::ffff:0:0:0/96", "IPv4-translated"), shift: 0n },
+  { range: range("::/96", "IPv4-compatible"), shift: 0n },
+  { range: range("64:ff9b::/96", "NAT64"), shift: 0n },
+  { range: range("2002::/16", "6to4"), shift: 80n },
 ];
+
+function v4Text(n: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join(".");
+}
 
 /** Why `ip` is refused (e.g. "loopback"), or null when it is a public address. */
 export function blockedReason(ip: string): string | null {
   const c = canonicalIp(ip);
-  if (c.kind === "ipv4") {
-    const b = v4(c.ip);
-    return BLOCKED_V4.find((r) => inRange(b, r))?.name ?? null;
-  }
-  const b = ipv6Bytes(c.ip);
-  const direct = BLOCKED_V6.find((r) => inRange(b, r));
+  const addr = host(c.ip);
+  if (c.kind === "ipv4") return BLOCKED_V4.find((r) => overlaps(addr, r.cidr))?.name ?? null;
+  const direct = BLOCKED_V6.find((r) => overlaps(addr, r.cidr));
   if (direct) return direct.name;
   for (const e of EMBEDDING) {
-    if (!inRange(b, e.range)) continue;
-    const inner = Array.from(b.slice(e.offset, e.offset + 4)).join(".");
+    if (!overlaps(addr, e.range.cidr)) continue;
+    const inner = v4Text((addr.base >> e.shift) & 0xffffffffn);
     const why = blockedReason(inner);
     if (why) return `${why} (${e.range.name} ${inner})`;
   }
@@ -106,14 +86,13 @@ export function blockedReason(ip: string): string | null {
 
 /** The policy's `allowed_ips`, parsed once. */
 export class AllowedIps {
-  readonly #ranges: Range[];
+  readonly #ranges: Cidr[];
   constructor(cidrs: string[]) {
-    this.#ranges = cidrs.map((c) => parseCidr(c));
+    this.#ranges = cidrs.map((c) => range(c.trim(), c).cidr);
   }
   covers(ip: string): boolean {
-    const c = canonicalIp(ip);
-    const b = c.kind === "ipv4" ? v4(c.ip) : ipv6Bytes(c.ip);
-    return this.#ranges.some((r) => inRange(b, r));
+    const addr = host(canonicalIp(ip).ip);
+    return this.#ranges.some((r) => overlaps(addr, r));
   }
 }
 

@@ -21,6 +21,8 @@ export function tunnel(
     const r: TunnelResult = { up: 0, down: 0 };
     let done = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    let closed = 0;
     const arm = () => {
       clearTimeout(timer);
       timer = setTimeout(finish, idleMs);
@@ -29,6 +31,7 @@ export function tunnel(
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(grace);
       client.destroy();
       upstream.destroy();
       resolve(r);
@@ -42,12 +45,15 @@ export function tunnel(
           to.once("drain", () => from.resume());
         }
       });
-      // Half-close: pass the FIN on, finish when both ends are done.
+      // Half-close: pass the FIN on; finish when both sides closed, or soon after one did.
       from.on("end", () => to.end());
       from.on("close", () => {
-        if (to.writableFinished || to.destroyed) finish();
-        else to.once("finish", finish);
-        setTimeout(finish, 5000);
+        closed++;
+        if (closed === 2 || to.writableFinished || to.destroyed) finish();
+        else {
+          to.once("finish", finish);
+          grace ??= setTimeout(finish, 1000);
+        }
       });
       from.on("error", finish);
     };

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
 import { credentialsPolicy } from "./credentials.ts";
+import { seccompSection } from "./seccomp_section.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -12,17 +13,22 @@ export const absolutePath = z.string().superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
   } else if (p.split("/").includes("..")) {
     ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
+  } else if (p.length > 4096) {
+    ctx.addIssue({ code: "custom", message: "path is longer than 4096 characters" });
   } else if (p.includes("\0")) {
     ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
   }
 });
 
 export const filesystemPolicy = z.strictObject({
-  include_workdir: z.boolean().default(true),
+  /** As in OpenShell: true when the section is absent, false when it is present without it. */
+  include_workdir: z.boolean().default(false),
   read_only: z.array(absolutePath).default([]),
   read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
     message: "read_write must not include / (the whole filesystem)",
   })).default([]),
+}).refine((f) => f.read_only.length + f.read_write.length <= 256, {
+  message: "filesystem_policy lists more than 256 paths (OpenShell's limit)",
 });
 
 export const landlockPolicy = z.strictObject({
@@ -57,6 +63,7 @@ export const policySchema = z.strictObject({
   }).optional(),
   privacy: privacyPolicy.optional(),
   credentials: credentialsPolicy.optional(),
+  seccomp: seccompSection.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;

@@ -30,6 +30,8 @@ export interface StagePlan {
   bridge?: BridgePlan | null;
   /** With egress: the CA bundle the agent trusts, bound read-only into the sandbox. */
   caBundle?: { source: string; target: string } | null;
+  /** System calls the policy's seccomp section denies on top of the built-in profile. */
+  denySyscalls?: string[];
 }
 
 export interface BridgePlan {
@@ -264,6 +266,7 @@ export function buildPlan(policy: Policy, opts: RunOptions, host: HostView): Sta
     hostname: "clawcage",
     pdeathsigHelper: namespaces ? null : host.which("setpriv"),
     forwardInterrupts: !host.stdinIsTerminal,
+    denySyscalls: policy.seccomp?.deny_syscalls ?? [],
   };
 }
 

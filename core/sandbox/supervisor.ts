@@ -4,7 +4,7 @@
 
 import * as libc from "../../ffi/libc.ts";
 import { abiVersion } from "../../ffi/landlock.ts";
-import { libraryVersion } from "../../ffi/seccomp.ts";
+import { libraryVersion, resolveSyscall } from "../../ffi/seccomp.ts";
 import { selfCommand, selfEnv, systemProgram } from "../self.ts";
 import { type HostView, type StagePlan, withEgress } from "./plan.ts";
 import { type EgressOptions, startEgress } from "./egress.ts";
@@ -56,7 +56,7 @@ export function describeLayers(plan: StagePlan): string {
     abi > 0
       ? `landlock(abi ${abi}${abi >= 4 ? ",tcp" : ""}${abi >= 6 ? ",scopes" : ""})`
       : "landlock(MISSING)",
-    `seccomp(${agentFilter().rules.length} rules)`,
+    `seccomp(${agentFilter(plan.denySyscalls).rules.length} rules)`,
     `user ${plan.user.name}(${plan.user.uid}:${plan.user.gid})`,
     plan.bridge
       ? `network(egress proxy via 127.0.0.1:${plan.bridge.port})`
@@ -75,6 +75,13 @@ export function preflight(plan: StagePlan): void {
     throw new HostError(
       "libseccomp.so.2 not found; install it (Debian/Ubuntu: apt-get install libseccomp2)",
     );
+  }
+  for (const name of plan.denySyscalls ?? []) {
+    if (resolveSyscall(name) === null) {
+      throw new HostError(
+        `seccomp.deny_syscalls: ${name} is not a system call on this architecture (${Deno.build.arch})`,
+      );
+    }
   }
   if (plan.landlockRequired && abiVersion() === 0) {
     throw new HostError(

@@ -276,7 +276,7 @@ export function testInspectionCa(): Promise<InspectionCa> {
 export function rawExchange(
   port: number,
   data: string | Uint8Array,
-  opts: { timeoutMs?: number; path?: string } = {},
+  opts: { timeoutMs?: number; path?: string; end?: boolean } = {},
 ): Promise<string> {
   return new Promise((resolve) => {
     const sock = opts.path ? net.connect(opts.path) : net.connect(port, "127.0.0.1");
@@ -287,7 +287,7 @@ export function rawExchange(
       resolve(Buffer.concat(chunks).toString("latin1"));
     };
     const timer = setTimeout(done, opts.timeoutMs ?? 3000);
-    sock.on("connect", () => sock.write(data));
+    sock.on("connect", () => opts.end ? sock.end(data) : sock.write(data));
     sock.on("data", (c) => chunks.push(c));
     sock.on("close", done);
     sock.on("error", done);

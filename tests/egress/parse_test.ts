@@ -207,6 +207,10 @@ Deno.test("caller line JSON: only the documented shape", () => {
     pid: 5,
     exe: "/usr/bin/curl",
   });
+  assert.deepEqual(
+    parseCallerJson('{"exe":"/usr/bin/curl","ancestors":["/bin/sh","/usr/bin/node"]}'),
+    { exe: "/usr/bin/curl", ancestors: ["/bin/sh", "/usr/bin/node"] },
+  );
   for (
     const bad of [
       '{"exe":"curl"}',
@@ -214,6 +218,8 @@ Deno.test("caller line JSON: only the documented shape", () => {
       "[]",
       '{"exe":"/x","sha256":"zz"}',
       "nope",
+      '{"exe":"/x","ancestors":["rel"]}',
+      '{"exe":"/x","ancestors":"/a"}',
     ]
   ) {
     assert.throws(() => parseCallerJson(bad), Error, bad);
