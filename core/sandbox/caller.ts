@@ -18,7 +18,15 @@ export interface Caller {
   exe: string;
   /** Hex sha256 of the executable's contents; "" when unknown or unreadable. */
   sha256: string;
+  /**
+   * Executables of the parent processes, nearest first, up to (not including) PID 1 or the
+   * first parent that cannot be inspected; absent when there are none.
+   */
+  ancestors?: string[];
 }
+
+/** Most ancestors a caller line names (the proxy accepts at most 64). */
+export const MAX_ANCESTORS = 64;
 
 export const UNKNOWN_CALLER: Caller = Object.freeze({ pid: 0, exe: "", sha256: "" });
 
@@ -280,7 +288,60 @@ export async function identifyCaller(
     if (!found) found = { pid, exe, sha256: hasher.hash(`${procRoot}/${pid}/exe`) };
   }
   if (!found) return UNKNOWN_CALLER;
-  return { pid: found.pid, exe: found.exe, sha256: await found.sha256 };
+  const ancestors = ancestorsOf(found.pid, procRoot);
+  return {
+    pid: found.pid,
+    exe: found.exe,
+    sha256: await found.sha256,
+    ...(ancestors.length > 0 ? { ancestors } : {}),
+  };
+}
+
+/** The parent PID from /proc/PID/stat, or null. */
+function parentOf(pid: number, procRoot: string): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`${procRoot}/${pid}/stat`);
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return Number.isSafeInteger(ppid) ? ppid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Executables of `pid`'s parents, nearest first. Stops before PID 1 (the stage inside the
+ * sandbox, init outside), at the first parent we may not inspect, and at the first parent
+ * running clawcage itself (`self`: the stage and the supervisor; rootless, a root supervisor
+ * could read them), so the chain names only the agent's own programs.
+ */
+export function ancestorsOf(pid: number, procRoot = "/proc", self = selfExe()): string[] {
+  const out: string[] = [];
+  let current = pid;
+  while (out.length < MAX_ANCESTORS) {
+    const parent = parentOf(current, procRoot);
+    if (parent === null || parent <= 1) break;
+    let exe: string;
+    try {
+      exe = Deno.readLinkSync(`${procRoot}/${parent}/exe`);
+    } catch {
+      break;
+    }
+    if (exe === self) break;
+    out.push(exe);
+    current = parent;
+  }
+  return out;
+}
+
+let cachedSelf: string | undefined;
+function selfExe(): string {
+  try {
+    cachedSelf ??= Deno.realPathSync(Deno.execPath());
+  } catch {
+    cachedSelf = Deno.execPath();
+  }
+  return cachedSelf;
 }
 
 /** Longest caller line the proxy accepts, CRLF included. */
@@ -292,9 +353,23 @@ export function callerLine(caller: Caller): string {
   const line = (c: Caller) =>
     `CLAWCAGE-CALLER ${
       JSON.stringify(
-        c.pid > 0 ? { pid: c.pid, exe: c.exe, sha256: c.sha256 } : { exe: "", sha256: "" },
+        c.pid > 0
+          ? {
+            pid: c.pid,
+            exe: c.exe,
+            sha256: c.sha256,
+            ...(c.ancestors?.length ? { ancestors: c.ancestors } : {}),
+          }
+          : { exe: "", sha256: "" },
       )
     }\r\n`;
-  const text = line(caller);
-  return new TextEncoder().encode(text).length <= MAX_CALLER_LINE ? text : line(UNKNOWN_CALLER);
+  const fits = (text: string) => new TextEncoder().encode(text).length <= MAX_CALLER_LINE;
+  // Too long: drop the farthest ancestors first; without any, an over-long path is unknown.
+  let ancestors = caller.ancestors?.slice(0, MAX_ANCESTORS) ?? [];
+  for (;;) {
+    const text = line({ ...caller, ancestors });
+    if (fits(text)) return text;
+    if (ancestors.length === 0) return line(UNKNOWN_CALLER);
+    ancestors = ancestors.slice(0, -1);
+  }
 }

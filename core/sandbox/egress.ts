@@ -114,8 +114,12 @@ function rootlessIdentity(): { identify: IdentifyTcpCaller; close(): void } {
   return {
     async identify(client, server) {
       const c = await identifyCaller(client, server, hasher, { socketOf, sameUidOnly: true });
-      return c.pid > 0 ? { pid: c.pid, exe: c.exe, ...(c.sha256 ? { sha256: c.sha256 } : {}) } : {
-        exe: "",
+      if (c.pid <= 0) return { exe: "" };
+      return {
+        pid: c.pid,
+        exe: c.exe,
+        ...(c.sha256 ? { sha256: c.sha256 } : {}),
+        ...(c.ancestors ? { ancestors: c.ancestors } : {}),
       };
     },
     close() {

@@ -51,6 +51,8 @@ test("curl goes through the bridge and the caller line names curl", async () => 
     assert.equal(p.callers[0].exe, curl);
     assert.equal(p.callers[0].sha256, sha256(curl));
     assert.ok(p.callers[0].pid > 1);
+    // curl's parent is the agent's shell; the chain stops there (the stage is not named).
+    assert.deepEqual(p.callers[0].ancestors, [Deno.realPathSync("/bin/sh")]);
     // The proxy's answer came back through the bridge.
     assert.match(r.stdout, /"exe":"\/usr\/bin\/curl"/);
   });

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
+  ancestorsOf,
   callerLine,
   ExeHasher,
   identifyCaller,
@@ -65,6 +66,17 @@ Deno.test("caller: the caller line is JSON, unknown callers carry no pid, long p
     'CLAWCAGE-CALLER {"pid":12,"exe":"/usr/bin/curl","sha256":"ab"}\r\n',
   );
   assert.equal(callerLine(UNKNOWN_CALLER), 'CLAWCAGE-CALLER {"exe":"","sha256":""}\r\n');
+  assert.equal(
+    callerLine({ pid: 12, exe: "/usr/bin/curl", sha256: "", ancestors: ["/usr/bin/dash"] }),
+    'CLAWCAGE-CALLER {"pid":12,"exe":"/usr/bin/curl","sha256":"","ancestors":["/usr/bin/dash"]}\r\n',
+  );
+  // Too long with every ancestor: the farthest are dropped until the line fits.
+  const many = Array.from({ length: 64 }, (_, i) => `/opt/${"x".repeat(100)}/${i}`);
+  const line = callerLine({ pid: 12, exe: "/usr/bin/curl", sha256: "", ancestors: many });
+  assert.ok(new TextEncoder().encode(line).length <= 4096);
+  const kept = JSON.parse(line.slice("CLAWCAGE-CALLER ".length)).ancestors as string[];
+  assert.ok(kept.length > 10 && kept.length < 64);
+  assert.deepEqual(kept, many.slice(0, kept.length));
   assert.equal(
     callerLine({ pid: 12, exe: "/" + "a".repeat(5000), sha256: "" }),
     'CLAWCAGE-CALLER {"exe":"","sha256":""}\r\n',
@@ -152,11 +164,15 @@ Deno.test({
       const conn = await l.accept();
       const caller = await identify(conn);
       const exe = Deno.realPathSync(PYTHON);
-      assert.deepEqual(caller, {
-        pid: p.pid,
-        exe,
-        sha256: createHash("sha256").update(Deno.readFileSync(exe)).digest("hex"),
-      });
+      assert.equal(caller.pid, p.pid);
+      assert.equal(caller.exe, exe);
+      assert.equal(
+        caller.sha256,
+        createHash("sha256").update(Deno.readFileSync(exe)).digest("hex"),
+      );
+      // Its parent is this test process, which runs the same executable as clawcage (deno):
+      // the chain stops there, so no ancestor is named.
+      assert.equal(caller.ancestors, undefined);
       conn.close();
       await p.finish();
     }),
@@ -210,4 +226,41 @@ print("ready", flush=True); sys.stdin.read(); os.kill(pid, 9)`,
       conn2.close();
       await forked.finish();
     }),
+});
+
+Deno.test({
+  name: `caller: ancestors are the parents' executables, nearest first${
+    pySkip ? ` (skipped: ${pySkip})` : ""
+  }`,
+  ignore: pySkip !== null,
+  async fn() {
+    // sh -> python3 -> sleep: the ancestors of sleep are python3, then sh (then this test's
+    // deno, where the chain stops).
+    const child = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        `${PYTHON} -c 'import subprocess, sys; c = subprocess.Popen(["/bin/sleep", "30"]); print(c.pid, flush=True); sys.stdin.read(); c.kill()'`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    const sleepPid = Number(new TextDecoder().decode(value).trim());
+    try {
+      assert.deepEqual(ancestorsOf(sleepPid), [
+        Deno.realPathSync(PYTHON),
+        Deno.realPathSync("/bin/sh"),
+      ]);
+      assert.deepEqual(ancestorsOf(sleepPid, "/proc", "/no/such/exe").slice(0, 3), [
+        Deno.realPathSync(PYTHON),
+        Deno.realPathSync("/bin/sh"),
+        Deno.realPathSync(Deno.execPath()),
+      ]);
+    } finally {
+      await child.stdin.close();
+      await child.output();
+    }
+  },
 });

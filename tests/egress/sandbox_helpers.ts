@@ -18,7 +18,7 @@ export const NOBODY = 65534;
 export interface RecordingProxy {
   endpoint: EgressEndpoint;
   /** Caller JSON objects, in arrival order. */
-  callers: { pid: number; exe: string; sha256: string }[];
+  callers: { pid: number; exe: string; sha256: string; ancestors?: string[] }[];
   /** First line of each request after the caller line. */
   requests: string[];
   close(): Promise<void>;

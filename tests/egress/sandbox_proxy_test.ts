@@ -87,6 +87,8 @@ except e.HTTPError as x:
       assert.equal(body.binary, Deno.realPathSync("/usr/bin/python3"));
       assert.match(body.reason, /is not allowed for upstream\.test/);
       assert.deepEqual(asked.map((a) => a.binary), [CURL, Deno.realPathSync("/usr/bin/python3")]);
+      // Both were started by the agent's shell: the proxy got it as their one ancestor.
+      for (const q of asked) assert.deepEqual(q.ancestors, [Deno.realPathSync("/bin/sh")]);
       // The runtime directory (socket, CA bundle) is gone once the sandbox ends.
       assert.throws(() => Deno.statSync(r.plan.bridge!.runtimeDir), Deno.errors.NotFound);
     } finally {
@@ -145,6 +147,7 @@ except Exception as e: print("python", e)';
           ["upstream.test", CURL],
           ["upstream.test", Deno.realPathSync("/usr/bin/python3")],
         ]);
+        for (const q of asked) assert.deepEqual(q.ancestors, [Deno.realPathSync("/bin/sh")]);
         // Landlock: connect(2) to the upstream's port directly is refused (curl exit 7).
         assert.match(r.stdout, /^direct=7$/m, r.stdout + r.stderr);
       } finally {
