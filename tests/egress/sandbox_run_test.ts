@@ -109,6 +109,7 @@ Deno.test({
         policy,
         `version: 1
 filesystem_policy:
+  include_workdir: true
   read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
   read_write: [/dev/null]
 process:
