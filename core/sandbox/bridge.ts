@@ -67,10 +67,10 @@ export async function serveBridge(
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
-      // Identify now, synchronously, while the caller is certainly still connected.
+      // Identify now, while the caller is certainly still connected: the lookup runs before
+      // identify() first yields; only hashing the executable is awaited.
       const client = conn.remoteAddr as Deno.NetAddr;
       const server = conn.localAddr as Deno.NetAddr;
-      // The lookup runs before identify() first yields; only hashing the executable is awaited.
       let caller: Promise<Caller>;
       try {
         caller = identify(

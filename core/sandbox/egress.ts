@@ -33,7 +33,7 @@ export interface EgressOptions {
   upstreamCa?: string[];
   /** Default: a new id (also the runtime directory's name). */
   sandboxId?: string;
-  /** Default: /run/clawcage (root) or $XDG_RUNTIME_DIR/clawcage. */
+  /** Default: /run/clawcage (root) or $XDG_RUNTIME_DIR/clawcage-egress (see runtime_dir.ts). */
   runtimeBase?: string;
 }
 
