@@ -2,7 +2,6 @@
 // gets (HTTP_PROXY/HTTPS_PROXY and SSL_CERT_FILE), plain HTTP and inspected HTTPS.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { systemProgram } from "../../core/self.ts";
 import {
   httpsUpstream,
