@@ -70,6 +70,19 @@ export async function upstreamPki(
   };
 }
 
+/** `n` deterministic pseudo-random bytes for `seed` (what /random?n=&seed= serves). */
+export function randomBytesFor(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 255;
+  }
+  return out;
+}
+
 /** What the upstream saw, echoed as JSON. */
 export interface Echo {
   method: string;
@@ -94,6 +107,14 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
       res.end();
     };
     pump();
+    return;
+  }
+  if (url.pathname === "/random") {
+    // Deterministic pseudo-random bytes (xorshift), so corruption or reordering shows.
+    const n = Number(url.searchParams.get("n") ?? "0");
+    const body = randomBytesFor(n, Number(url.searchParams.get("seed") ?? "1"));
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": n });
+    res.end(body);
     return;
   }
   if (url.pathname === "/chunked") {

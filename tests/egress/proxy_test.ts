@@ -589,3 +589,29 @@ Deno.test("fuzz over the wire: random input never takes the proxy down", async (
     await up.close();
   }
 });
+
+Deno.test("connection limit: connections past maxConnections are closed at once", async () => {
+  const up = await httpUpstream();
+  const p = await startProxy([{ host: "api.test", port: up.port }], {
+    limits: { maxConnections: 5 },
+  });
+  const held: net.Socket[] = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const s = net.connect(p.port, "127.0.0.1");
+      s.on("error", () => {});
+      await new Promise((r) => s.once("connect", r));
+      held.push(s);
+    }
+    while (p.proxy.connections < 5) await new Promise((r) => setTimeout(r, 10));
+    const req = `GET http://api.test:${up.port}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+    assert.equal(await rawExchange(p.port, req), "");
+    held.pop()!.destroy();
+    while (p.proxy.connections >= 5) await new Promise((r) => setTimeout(r, 10));
+    assert.match(await rawExchange(p.port, req), /^HTTP\/1.1 200/);
+  } finally {
+    for (const s of held) s.destroy();
+    await p.close();
+    await up.close();
+  }
+});
