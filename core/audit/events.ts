@@ -40,6 +40,8 @@ export interface NetworkActivity extends EventBase {
   protocol?: string;
   bytes_in?: number;
   bytes_out?: number;
+  /** How long the connection was open (close events). */
+  duration_ms?: number;
 }
 
 /** OCSF HTTP Activity (4002): one HTTP request seen by the egress proxy. */
@@ -49,6 +51,10 @@ export interface HttpActivity extends EventBase {
   dst: Endpoint;
   http: { method: string; url: string; status?: number };
   actor?: Actor;
+  /** Request bytes sent upstream / response bytes received, heads and bodies (egress proxy). */
+  bytes_out?: number;
+  bytes_in?: number;
+  duration_ms?: number;
 }
 
 /** OCSF Process Activity (1007): agent start and exit, and execs where they are observed. */

@@ -2,13 +2,17 @@
 
 import { parseArgs } from "node:util";
 import { loadPolicyFile, PolicyError } from "../policy/load.ts";
-import { buildPlan, PlanError } from "../sandbox/plan.ts";
+import { compilePolicy, decide } from "../policy/decide.ts";
+import { CredentialError, loadCredentials } from "../policy/credentials.ts";
+import { CredentialStore } from "../egress/placeholders.ts";
+import { buildPlan, callerIdentityProblem, PlanError } from "../sandbox/plan.ts";
+import { RuntimeDirError } from "../sandbox/runtime_dir.ts";
 import {
   describeLayers,
   HostError,
   hostView,
   preflight,
-  runSandbox,
+  runSandboxWithEgress,
 } from "../sandbox/supervisor.ts";
 import { UnknownPrincipalError } from "../sandbox/users.ts";
 import { AuditSetupError, protectAuditDirs, RunAudit } from "../audit/run_audit.ts";
@@ -18,6 +22,8 @@ import { embeddedPolicyPath, UsageError } from "./common.ts";
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
 
 Runs COMMAND deny-by-default in Landlock + seccomp + fresh namespaces, as the policy allows.
+Network: only through the egress proxy (HTTP_PROXY etc. point at it), which applies the
+policy's network_policies to every connection.
 
 Options:
   -p, --policy FILE   policy YAML (default: the embedded default policy)
@@ -89,8 +95,6 @@ export async function runCommand(args: string[]): Promise<number> {
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
-    const layers = describeLayers(plan);
-    if (!values.quiet) console.error(layers);
     const settings = auditSettings(policy.audit, {
       dir: values["audit-dir"],
       disabled: values["no-audit"],
@@ -100,12 +104,36 @@ export async function runCommand(args: string[]): Promise<number> {
       policyPath,
       policySha256: await sha256File(policyPath),
       plan,
-      layers: layers.replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [],
+      layers: describeLayers(plan).replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [],
       verbose: !values.quiet,
     });
+    // Egress: every connection the agent makes goes through the proxy, which asks the policy
+    // and records each connection and request in the audit trail (a refused record stops it).
+    const compiled = compilePolicy(policy);
+    const credentials = new CredentialStore(loadCredentials(policy.credentials));
+    const recorder = audit.recorder;
     let code = SETUP_FAILED;
     try {
-      code = await runSandbox(plan, audit.hooks);
+      code = await runSandboxWithEgress(
+        plan,
+        {
+          decide: (req) => Promise.resolve(decide(compiled, req)),
+          credentials,
+          audit: {
+            record(event) {
+              if (!recorder.record(event)) throw new Error("the audit trail cannot record");
+            },
+          },
+        },
+        (routed) => {
+          if (!values.quiet) console.error(describeLayers(routed));
+          const problem = callerIdentityProblem(routed);
+          if (problem && Object.keys(policy.network_policies).length > 0) {
+            console.error(`clawcage: warning: ${problem}`);
+          }
+        },
+        audit.hooks,
+      );
     } finally {
       code = await audit.finish(code);
     }
@@ -117,7 +145,8 @@ export async function runCommand(args: string[]): Promise<number> {
     }
     if (
       e instanceof PlanError || e instanceof HostError || e instanceof UnknownPrincipalError ||
-      e instanceof AuditSetupError
+      e instanceof AuditSetupError ||
+      e instanceof CredentialError || e instanceof RuntimeDirError
     ) {
       throw new UsageError(e.message, SETUP_FAILED);
     }

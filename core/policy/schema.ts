@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
+import { credentialsPolicy } from "./credentials.ts";
 import { seccompSection } from "./seccomp_section.ts";
 import { auditPolicy } from "./audit_section.ts";
 
@@ -62,6 +63,7 @@ export const policySchema = z.strictObject({
     }
   }).optional(),
   privacy: privacyPolicy.optional(),
+  credentials: credentialsPolicy.optional(),
   seccomp: seccompSection.optional(),
   audit: auditPolicy.optional(),
 });

@@ -26,6 +26,10 @@ export interface StagePlan {
   pdeathsigHelper: string | null;
   /** Forward SIGINT/SIGQUIT to the agent (when no terminal delivers them itself). */
   forwardInterrupts: boolean;
+  /** With namespaces and egress: the bridge from 127.0.0.1:3128 inside to the proxy outside. */
+  bridge?: BridgePlan | null;
+  /** With egress: the CA bundle the agent trusts, bound read-only into the sandbox. */
+  caBundle?: { source: string; target: string } | null;
   /** System calls the policy's seccomp section denies on top of the built-in profile. */
   denySyscalls?: string[];
   /** Directories replaced by an empty read-only tmpfs (mode 000): the audit log and key. */
@@ -34,7 +38,98 @@ export interface StagePlan {
   statusFile?: string;
 }
 
+export interface BridgePlan {
+  /** Host directory holding the proxy's socket; the stage opens it before hiding /run. */
+  socketDir: string;
+  socketName: string;
+  /** The supervisor's runtime directory: must not be visible inside the sandbox. */
+  runtimeDir: string;
+  port: number;
+}
+
+/** Where the supervisor put the egress proxy for this sandbox. */
+export interface EgressEndpoint {
+  /** The supervisor's runtime directory (0700, root's or the caller's). */
+  runtimeDir: string;
+  /** Namespaces: the directory holding the proxy's unix socket, and the socket's name in it. */
+  socketDir: string | null;
+  socketName: string;
+  /** Rootless: the proxy's TCP port on the host's loopback. */
+  proxyPort: number | null;
+  /** System roots + the sandbox's CA certificate (never the key), or null. */
+  caBundle: string | null;
+  /** Variables the agent gets from egress (credential placeholders), or none. */
+  agentEnv?: Record<string, string>;
+}
+
+/** The bridge's port inside the sandbox's network namespace. */
+export const BRIDGE_PORT = 3128;
+/** Where the agent finds the CA bundle when the sandbox has a mount namespace. */
+export const SANDBOX_CA_BUNDLE = "/run/clawcage/ca-bundle.pem";
+export const PROXY_ENV_NAMES = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"];
+export const NO_PROXY = "localhost,127.0.0.1,::1";
+export const CA_ENV_NAMES = [
+  "SSL_CERT_FILE",
+  "NODE_EXTRA_CA_CERTS",
+  "REQUESTS_CA_BUNDLE",
+  "CURL_CA_BUNDLE",
+  "GIT_SSL_CAINFO",
+  "AWS_CA_BUNDLE",
+  "DENO_CERT",
+];
+
+/**
+ * Routes the agent's traffic to the egress proxy: through the bridge on 127.0.0.1:3128 with
+ * namespaces, straight to the proxy's loopback port rootless (Landlock then allows TCP connect
+ * to that port only). Sets the proxy and CA variables (overriding --env: they are the only way
+ * out). The stage grants the agent read access to the CA bundle (and nothing else there).
+ */
+export function withEgress(plan: StagePlan, egress: EgressEndpoint): StagePlan {
+  const env = { ...plan.env, ...egress.agentEnv };
+  let port: number;
+  let bridge: BridgePlan | null = null;
+  let connectPorts = plan.connectPorts;
+  if (plan.namespaces) {
+    if (egress.socketDir === null) throw new PlanError("egress: no proxy socket for the bridge");
+    bridge = {
+      socketDir: egress.socketDir,
+      socketName: egress.socketName,
+      runtimeDir: egress.runtimeDir,
+      port: BRIDGE_PORT,
+    };
+    port = BRIDGE_PORT;
+  } else {
+    if (egress.proxyPort === null) throw new PlanError("egress: rootless needs a proxy port");
+    port = egress.proxyPort;
+    connectPorts = [...connectPorts, port];
+  }
+  const url = `http://127.0.0.1:${port}`;
+  for (const name of PROXY_ENV_NAMES) {
+    env[name] = url;
+    env[name.toLowerCase()] = url;
+  }
+  env.NO_PROXY = NO_PROXY;
+  env.no_proxy = NO_PROXY;
+  let caBundle: StagePlan["caBundle"] = null;
+  if (egress.caBundle !== null) {
+    const target = plan.namespaces ? SANDBOX_CA_BUNDLE : egress.caBundle;
+    caBundle = { source: egress.caBundle, target };
+    for (const name of CA_ENV_NAMES) env[name] = target;
+  }
+  return { ...plan, env, bridge, caBundle, connectPorts };
+}
+
 export class PlanError extends Error {}
+
+/**
+ * Why the bridge will not be able to name callers, or null. It runs in the agent's Landlock
+ * domain and needs /proc (the sandbox's own) to find the process behind a connection.
+ */
+export function callerIdentityProblem(plan: StagePlan): string | null {
+  if (!plan.bridge) return null;
+  if (beneathAny("/proc", [...plan.readOnly, ...plan.readWrite])) return null;
+  return "the policy does not grant /proc (read_only), so the egress bridge cannot tell which program opens a connection and no binaries: rule will match";
+}
 
 /** Host files that hold secrets: hidden even when a policy grants their directory. */
 export const HOST_SECRET_FILES = [

@@ -9,6 +9,8 @@ import { agentFilter } from "./seccomp_profile.ts";
 import { beneathAny, type StagePlan } from "./plan.ts";
 import { signalNumber } from "./signals.ts";
 import { StatusWriter } from "./agent_status.ts";
+import { listenBridge, serveBridge } from "./bridge.ts";
+import { SockDiag } from "../../ffi/sock_diag.ts";
 
 export const STAGE_PLAN_ENV = "CLAWCAGE_STAGE_PLAN";
 
@@ -32,11 +34,14 @@ export async function stageMain(): Promise<number> {
   Deno.env.delete(STAGE_PLAN_ENV);
   let agentPid: number;
   let status: StatusWriter;
+  let bridge:
+    | { listeners: Deno.TcpListener[]; proxyPath: string; sockDiag: SockDiag | null }
+    | null = null;
   try {
     // Opened (and unlinked) before the mounts and Landlock: the supervisor's channel for the
     // agent's pid and exit status.
     status = new StatusWriter(plan.statusFile);
-    if (plan.namespaces) setupNamespaces(plan);
+    if (plan.namespaces) bridge = setupNamespaces(plan);
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
     const landlockRuleset = prepareLandlock(plan);
     dropPrivileges(plan);
@@ -60,6 +65,11 @@ export async function stageMain(): Promise<number> {
     console.error(prefix + (e as Error).message);
     return code;
   }
+  // The bridge runs on this thread, under the same uid, Landlock domain and seccomp filter as
+  // the agent: it only accepts on its loopback listeners and connects to the proxy socket.
+  if (bridge) {
+    serveBridge(bridge.listeners, { proxyPath: bridge.proxyPath, sockDiag: bridge.sockDiag });
+  }
   forwardSignals(plan, agentPid);
   return await superviseAgent(plan, agentPid, status);
 }
@@ -72,8 +82,19 @@ function isDirectory(path: string): boolean {
   }
 }
 
-function setupNamespaces(plan: StagePlan): void {
+function setupNamespaces(
+  plan: StagePlan,
+): { listeners: Deno.TcpListener[]; proxyPath: string; sockDiag: SockDiag | null } | null {
   // unshare(1) made every mount private and mounted a /proc for the new PID namespace.
+  // The proxy socket's directory and the CA bundle live in the supervisor's runtime directory,
+  // which the tmpfs on /run hides: open them first. The directory descriptor is how the bridge
+  // reaches the proxy later (after dropping to the agent's uid, which owns that directory).
+  const bridgeDirFd = plan.bridge
+    ? libc.open(plan.bridge.socketDir, libc.O.PATH | libc.O.CLOEXEC)
+    : null;
+  const caBundleFd = plan.caBundle
+    ? libc.open(plan.caBundle.source, libc.O.PATH | libc.O.CLOEXEC)
+    : null;
   // Granted paths beneath the directories we are about to replace are kept open (O_PATH) and
   // bound back at the same place afterwards.
   const granted = [...plan.readWrite, ...plan.readOnly];
@@ -101,6 +122,33 @@ function setupNamespaces(plan: StagePlan): void {
     libc.mount(`/proc/self/fd/${k.fd}`, k.path, null, libc.MS.BIND | libc.MS.REC);
     libc.close(k.fd);
   }
+  if (plan.caBundle && caBundleFd !== null) {
+    const target = plan.caBundle.target;
+    Deno.mkdirSync(target.slice(0, target.lastIndexOf("/")) || "/", { recursive: true });
+    Deno.writeFileSync(target, new Uint8Array(), { mode: 0o444 });
+    libc.mount(`/proc/self/fd/${caBundleFd}`, target, null, libc.MS.BIND);
+    libc.mount(
+      null,
+      target,
+      null,
+      libc.MS.REMOUNT | libc.MS.BIND | libc.MS.RDONLY | libc.MS.NOSUID | libc.MS.NODEV,
+    );
+    libc.close(caBundleFd);
+  }
+  if (plan.bridge) {
+    // Fail closed if the runtime directory (CA key, proxy socket) were still reachable.
+    let visible = true;
+    try {
+      Deno.statSync(plan.bridge.runtimeDir);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) visible = false;
+    }
+    if (visible) {
+      throw new StageError(
+        `the runtime directory ${plan.bridge.runtimeDir} would be visible inside the sandbox`,
+      );
+    }
+  }
   for (const file of plan.maskedFiles) {
     libc.mount("/dev/null", file, null, libc.MS.BIND);
     libc.mount(null, file, null, libc.MS.REMOUNT | libc.MS.BIND | libc.MS.RDONLY);
@@ -122,6 +170,17 @@ function setupNamespaces(plan: StagePlan): void {
   }
   libc.sethostname(plan.hostname);
   libc.interfaceUp("lo");
+  if (!plan.bridge || bridgeDirFd === null) return null;
+  // Opened now: the agent's seccomp filter (which the stage shares) forbids creating it later.
+  let sockDiag: SockDiag | null = null;
+  try {
+    sockDiag = SockDiag.open();
+  } catch { /* no inet_diag: the bridge reads /proc/net/tcp instead */ }
+  return {
+    listeners: listenBridge(plan.bridge.port),
+    proxyPath: `/proc/self/fd/${bridgeDirFd}/${plan.bridge.socketName}`,
+    sockDiag,
+  };
 }
 
 function prepareLandlock(plan: StagePlan): { spec: landlock.RulesetSpec; abi: number } | null {
@@ -139,12 +198,13 @@ function prepareLandlock(plan: StagePlan): { spec: landlock.RulesetSpec; abi: nu
   const spec: landlock.RulesetSpec = {
     handledFs: fs,
     // With a network namespace the agent's TCP stays inside it; without one, Landlock limits
-    // TCP to the listed ports (none until the egress proxy exists) and forbids binding.
+    // TCP to the listed ports (the egress proxy's, when there is one) and forbids binding.
     handledNet: plan.namespaces ? 0n : landlock.netRightsFor(abi),
     scoped: landlock.scopesFor(abi),
     paths: [
       ...plan.readOnly.map((path) => ({ path, access: readOnly })),
       ...(plan.pdeathsigHelper ? [{ path: plan.pdeathsigHelper, access: readOnly }] : []),
+      ...(plan.caBundle ? [{ path: plan.caBundle.target, access: landlock.FS.READ_FILE }] : []),
       ...plan.readWrite.map((path) => ({ path, access: fs })),
     ],
     ports: plan.connectPorts.map((port) => ({ port, access: landlock.NET.CONNECT_TCP })),

@@ -6,7 +6,8 @@ import * as libc from "../../ffi/libc.ts";
 import { abiVersion } from "../../ffi/landlock.ts";
 import { libraryVersion, resolveSyscall } from "../../ffi/seccomp.ts";
 import { selfCommand, selfEnv, systemProgram } from "../self.ts";
-import type { HostView, StagePlan } from "./plan.ts";
+import { type HostView, type StagePlan, withEgress } from "./plan.ts";
+import { type EgressOptions, startEgress } from "./egress.ts";
 import { agentFilter } from "./seccomp_profile.ts";
 import { signalNumber } from "./signals.ts";
 import { STAGE_PLAN_ENV } from "./stage.ts";
@@ -58,7 +59,13 @@ export function describeLayers(plan: StagePlan): string {
       : "landlock(MISSING)",
     `seccomp(${agentFilter(plan.denySyscalls).rules.length} rules)`,
     `user ${plan.user.name}(${plan.user.uid}:${plan.user.gid})`,
-    plan.namespaces ? "network(loopback only)" : "network(none)",
+    plan.bridge
+      ? `network(egress proxy via 127.0.0.1:${plan.bridge.port})`
+      : plan.connectPorts.length > 0
+      ? `network(egress proxy, tcp connect to port ${plan.connectPorts.join(",")} only)`
+      : plan.namespaces
+      ? "network(loopback only)"
+      : "network(none)",
   ];
   return `clawcage: sandbox: ${parts.join(" ")}`;
 }
@@ -87,6 +94,26 @@ export function preflight(plan: StagePlan): void {
   }
   if (!systemProgram("setpriv")) {
     throw new HostError("setpriv(1) from util-linux not found; install util-linux");
+  }
+}
+
+/**
+ * Starts the egress proxy for this sandbox, runs the sandbox with its traffic routed through
+ * it, then stops the proxy and removes the runtime directory. `onStart` sees the final plan.
+ */
+export async function runSandboxWithEgress(
+  plan: StagePlan,
+  egress: EgressOptions,
+  onStart?: (plan: StagePlan) => void,
+  hooks: SandboxHooks = {},
+): Promise<number> {
+  const running = await startEgress(plan, egress);
+  try {
+    const routed = withEgress(plan, running.endpoint);
+    onStart?.(routed);
+    return await runSandbox(routed, hooks);
+  } finally {
+    await running.close();
   }
 }
 

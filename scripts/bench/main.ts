@@ -7,6 +7,8 @@ const BENCHES: Record<string, string> = {
   policy: "./policy_decide.ts",
   "audit-export": "./audit_export.ts",
   llama: "./llama.ts",
+  bridge: "./bridge.ts",
+  egress: "./egress.ts",
 };
 
 const [name, ...rest] = Deno.args;

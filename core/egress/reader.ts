@@ -1,0 +1,265 @@
+// Pull-style reading from a node stream socket with bounded buffering and deadlines: the proxy
+// reads a head, a line or some body bytes when it is ready for them, and the socket is paused
+// while more than `highWater` bytes wait, so a fast sender cannot grow memory.
+
+import { Buffer } from "node:buffer";
+import type { Duplex } from "node:stream";
+import { findHeadEnd, HttpParseError } from "./http_parse.ts";
+
+/** The peer was too slow (slowloris) or idle for too long. */
+export class TimeoutError extends Error {}
+
+export class StreamReader {
+  #chunks: Buffer[] = [];
+  #length = 0;
+  #eof = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  #detached = false;
+  readonly #onData = (c: Buffer) => {
+    this.#chunks.push(c);
+    this.#length += c.length;
+    if (this.#length >= this.highWater) this.sock.pause();
+    this.#notify();
+  };
+  readonly #onEnd = () => {
+    this.#eof = true;
+    this.#notify();
+  };
+  readonly #onError = (e: Error) => {
+    this.#error = e;
+    this.#notify();
+  };
+
+  constructor(readonly sock: Duplex, readonly highWater = 64 * 1024) {
+    sock.on("data", this.#onData);
+    sock.on("end", this.#onEnd);
+    sock.on("close", this.#onEnd);
+    sock.on("error", this.#onError);
+  }
+
+  get buffered(): number {
+    return this.#length;
+  }
+
+  get ended(): boolean {
+    return this.#eof && this.#length === 0;
+  }
+
+  #notify(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  /** Waits for more bytes (or EOF/error). Resolves false at EOF. */
+  async #more(timeoutMs: number): Promise<boolean> {
+    if (this.#error) throw this.#error;
+    if (this.#eof) return false;
+    if (!(timeoutMs > 0)) throw new TimeoutError("timed out waiting for the peer");
+    this.sock.resume();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#wake = resolve;
+        if (Number.isFinite(timeoutMs)) {
+          timer = setTimeout(() => {
+            this.#wake = null;
+            reject(new TimeoutError("timed out waiting for the peer"));
+          }, timeoutMs);
+        }
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.#error) throw this.#error;
+    return !this.#eof || this.#length > 0;
+  }
+
+  #flat(): Buffer {
+    if (this.#chunks.length > 1) this.#chunks = [Buffer.concat(this.#chunks)];
+    return this.#chunks[0] ?? Buffer.alloc(0);
+  }
+
+  #take(n: number): Buffer {
+    const all = this.#flat();
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.#chunks = rest.length ? [rest] : [];
+    this.#length = rest.length;
+    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    return out;
+  }
+
+  /** Waits until at least `n` bytes are buffered or EOF; returns a view of what is buffered. */
+  async peek(n: number, deadline: number): Promise<Buffer> {
+    while (this.#length < n) {
+      if (!await this.#more(deadline - Date.now())) break;
+    }
+    return this.#flat();
+  }
+
+  /**
+   * Reads a message head (through CRLFCRLF) within `deadline` (epoch ms). Returns null when the
+   * peer closed before sending a byte. Throws HttpParseError(431) when it grows past `maxBytes`.
+   */
+  async readHead(maxBytes: number, deadline: number): Promise<Buffer | null> {
+    let scanned = 0;
+    for (;;) {
+      const buf = this.#flat();
+      const end = findHeadEnd(buf, scanned);
+      if (end >= 0) {
+        if (end > maxBytes) throw new HttpParseError(431, `head larger than ${maxBytes} bytes`);
+        return this.#take(end);
+      }
+      if (buf.length > maxBytes) {
+        throw new HttpParseError(431, `head larger than ${maxBytes} bytes`);
+      }
+      scanned = buf.length;
+      const got = await this.#more(deadline - Date.now());
+      if (!got) {
+        if (this.#length === 0) return null;
+        throw new HttpParseError(400, "connection closed in the middle of a head");
+      }
+    }
+  }
+
+  /** Reads one CRLF-terminated line (without the CRLF) of at most `maxBytes`. */
+  async readLine(maxBytes: number, deadline: number): Promise<string> {
+    let scanned = 0;
+    for (;;) {
+      const buf = this.#flat();
+      const lf = buf.indexOf(10, scanned);
+      if (lf >= 0) {
+        if (lf === 0 || buf[lf - 1] !== 13) throw new HttpParseError(400, "bare LF");
+        if (lf - 1 > maxBytes) throw new HttpParseError(400, "line too long");
+        const line = this.#take(lf + 1);
+        return line.subarray(0, lf - 1).toString("latin1");
+      }
+      if (buf.length > maxBytes + 1) throw new HttpParseError(400, "line too long");
+      scanned = buf.length;
+      if (!await this.#more(deadline - Date.now())) {
+        throw new HttpParseError(400, "connection closed in the middle of a line");
+      }
+    }
+  }
+
+  /** Reads exactly `n` bytes. */
+  async readExact(n: number, deadline: number): Promise<Buffer> {
+    while (this.#length < n) {
+      if (!await this.#more(deadline - Date.now())) {
+        throw new HttpParseError(400, "connection closed in the middle of a body");
+      }
+    }
+    return this.#take(n);
+  }
+
+  /** Reads up to `max` bytes (whatever is there, waiting for some); null at EOF. No copy. */
+  async read(max: number, idleMs: number): Promise<Buffer | null> {
+    if (this.#length === 0 && !await this.#more(idleMs)) return null;
+    if (this.#length === 0) return null;
+    const first = this.#chunks[0];
+    let out: Buffer;
+    if (first.length <= max) {
+      this.#chunks.shift();
+      out = first;
+    } else {
+      this.#chunks[0] = first.subarray(max);
+      out = first.subarray(0, max);
+    }
+    this.#length -= out.length;
+    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    return out;
+  }
+
+  /**
+   * Moves exactly `n` bytes (Infinity: until EOF) to `to` without a promise per chunk: the
+   * buffered bytes first, then straight from the socket's data events, pausing the socket
+   * while `to` is full. Bytes past `n` stay buffered. Rejects (HttpParseError 400) when a
+   * finite `n` is cut short, TimeoutError when nothing arrives for `idleMs`.
+   */
+  pipeTo(to: Duplex, n: number, idleMs: number): Promise<number> {
+    let moved = 0;
+    while (moved < n && this.#length > 0) {
+      const c = this.#chunks[0];
+      const take = Math.min(c.length, n - moved);
+      if (take === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(take);
+      this.#length -= take;
+      moved += take;
+      to.write(take === c.length ? c : c.subarray(0, take));
+    }
+    if (moved === n) return Promise.resolve(moved);
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#eof) {
+      return Number.isFinite(n)
+        ? Promise.reject(new HttpParseError(400, "connection closed in the middle of a body"))
+        : Promise.resolve(moved);
+    }
+    return new Promise((resolve, reject) => {
+      const sock = this.sock;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => stop(new TimeoutError("body stalled")), idleMs);
+      };
+      const stop = (e: Error | null) => {
+        clearTimeout(timer);
+        sock.off("data", onData);
+        sock.off("end", onEnd);
+        sock.off("error", onError);
+        to.off("close", onToClose);
+        sock.on("data", this.#onData);
+        if (e) reject(e);
+        else resolve(moved);
+      };
+      const onData = (c: Buffer) => {
+        const take = Math.min(c.length, n - moved);
+        if (take < c.length) {
+          this.#chunks.push(c.subarray(take));
+          this.#length += c.length - take;
+        }
+        moved += take;
+        const ok = to.write(take === c.length ? c : c.subarray(0, take));
+        if (moved === n) {
+          if (this.#length >= this.highWater) sock.pause();
+          return stop(null);
+        }
+        arm();
+        if (!ok) {
+          sock.pause();
+          to.once("drain", () => sock.resume());
+        }
+      };
+      const onEnd = () =>
+        stop(
+          Number.isFinite(n)
+            ? new HttpParseError(400, "connection closed in the middle of a body")
+            : null,
+        );
+      const onError = (e: Error) => stop(e);
+      const onToClose = () => stop(new Error("peer closed"));
+      sock.off("data", this.#onData);
+      sock.on("data", onData);
+      sock.on("end", onEnd);
+      sock.on("error", onError);
+      to.on("close", onToClose);
+      arm();
+      sock.resume();
+    });
+  }
+
+  /** Stops reading: removes the listeners and returns the bytes still buffered. */
+  detach(): Buffer {
+    this.#detached = true;
+    this.sock.pause();
+    this.sock.off("data", this.#onData);
+    this.sock.off("end", this.#onEnd);
+    this.sock.off("close", this.#onEnd);
+    this.sock.off("error", this.#onError);
+    const rest = this.#flat();
+    this.#chunks = [];
+    this.#length = 0;
+    return rest;
+  }
+}
