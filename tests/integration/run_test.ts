@@ -41,8 +41,9 @@ test("prints which layers are active unless -q", async () => {
   const r = await cli(["run", "-w", "/tmp", "--", "/bin/true"]);
   assert.match(
     r.stderr,
-    /^clawcage: sandbox: namespaces\(mount,pid,net,ipc,uts,cgroup\) landlock\(abi \d+/,
+    /^clawcage: sandbox: namespaces\(mount,pid,net,ipc,uts,cgroup\) landlock\(abi \d+/m,
   );
+  assert.match(r.stderr, /network\(egress proxy via 127\.0\.0\.1:3128\)/);
   assert.match(r.stderr, /user nobody\(65534:65534\)/);
 });
 
