@@ -161,6 +161,24 @@ export async function* readLines(
   }
 }
 
+/** Reads a byte stream (e.g. a child's stdout) line by line (bounded); ends at EOF. */
+export async function* readStreamLines(
+  stream: ReadableStream<Uint8Array>,
+  maxLine: number,
+): AsyncGenerator<string | { tooLong: true }> {
+  const splitter = new LineSplitter(maxLine);
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield* splitter.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
 /** Writes all of `text` (plus a newline) to `writer`, looping over partial writes. */
 export async function writeLine(
   writer: { write(p: Uint8Array): Promise<number> },
