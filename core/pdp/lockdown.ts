@@ -132,20 +132,28 @@ export function lockDown(): LockdownReport {
   libc.prctl(libc.PR.SET_PDEATHSIG, 9n);
   libc.prctl(libc.PR.SET_NO_NEW_PRIVS, 1n);
   libc.prctl(libc.PR.SET_DUMPABLE, 0n);
-  const abi = landlock.abiVersion();
-  if (abi > 0) {
-    landlock.restrictSelf(
-      {
-        handledFs: landlock.fsRightsFor(abi),
-        handledNet: landlock.netRightsFor(abi),
-        scoped: landlock.scopesFor(abi),
-        paths: [],
-        ports: [],
-      },
-      abi,
-      () => false,
-    );
-  }
+  const landlockAbi = restrictToNothing();
   const { loaded } = loadFilter(pdpFilter());
-  return { landlockAbi: abi, seccompRules: loaded };
+  return { landlockAbi, seccompRules: loaded };
+}
+
+/**
+ * Landlock step: every filesystem and TCP right handled, none granted; abstract unix sockets
+ * and signals scoped. Needs no_new_privs (or CAP_SYS_ADMIN). Returns the ABI (0: no Landlock).
+ */
+export function restrictToNothing(): number {
+  const abi = landlock.abiVersion();
+  if (abi === 0) return 0;
+  landlock.restrictSelf(
+    {
+      handledFs: landlock.fsRightsFor(abi),
+      handledNet: landlock.netRightsFor(abi),
+      scoped: landlock.scopesFor(abi),
+      paths: [],
+      ports: [],
+    },
+    abi,
+    () => false,
+  );
+  return abi;
 }
