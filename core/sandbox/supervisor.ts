@@ -82,8 +82,14 @@ export function preflight(plan: StagePlan): void {
   }
 }
 
-/** Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N). */
-export async function runSandbox(plan: StagePlan): Promise<number> {
+/**
+ * Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N).
+ * With `onHangup`, SIGHUP calls it (the policy reload) instead of reaching the agent.
+ */
+export async function runSandbox(
+  plan: StagePlan,
+  hooks: { onHangup?: () => void } = {},
+): Promise<number> {
   const setpriv = systemProgram("setpriv")!;
   // setpriv sets PR_SET_PDEATHSIG before executing the next program: if the supervisor dies,
   // the kernel kills unshare, whose --kill-child kills the stage (PID 1), which takes the
@@ -133,6 +139,7 @@ export async function runSandbox(plan: StagePlan): Promise<number> {
   ) {
     const fromTerminal = (sig === "SIGINT" || sig === "SIGQUIT") && !plan.forwardInterrupts;
     const handler = () => {
+      if (sig === "SIGHUP" && hooks.onHangup) return hooks.onHangup();
       // The terminal delivers SIGINT/SIGQUIT to the agent itself (same process group).
       if (fromTerminal) return;
       const pid = stagePid();
