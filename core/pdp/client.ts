@@ -86,11 +86,11 @@ export class PdpClient {
 
   private constructor(opts: PdpClientOptions) {
     this.#opts = {
-      deadlineMs: 200,
-      backoffMs: 100,
-      maxBackoffMs: 5000,
-      startTimeoutMs: 30_000,
       ...opts,
+      deadlineMs: opts.deadlineMs ?? 200,
+      backoffMs: opts.backoffMs ?? 100,
+      maxBackoffMs: opts.maxBackoffMs ?? 5000,
+      startTimeoutMs: opts.startTimeoutMs ?? 30_000,
     };
     this.#backoff = this.#opts.backoffMs;
   }

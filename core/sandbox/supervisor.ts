@@ -84,11 +84,12 @@ export function preflight(plan: StagePlan): void {
 
 /**
  * Starts the stage and waits for the agent. Returns the agent's exit code (128+N for signal N).
- * With `onHangup`, SIGHUP calls it (the policy reload) instead of reaching the agent.
+ * With `onHangup`, SIGHUP calls it (the policy reload) instead of reaching the agent. When
+ * `abort` resolves to a reason, the whole sandbox is killed (the caller reports the reason).
  */
 export async function runSandbox(
   plan: StagePlan,
-  hooks: { onHangup?: () => void } = {},
+  hooks: { onHangup?: () => void; abort?: Promise<string | null> } = {},
 ): Promise<number> {
   const setpriv = systemProgram("setpriv")!;
   // setpriv sets PR_SET_PDEATHSIG before executing the next program: if the supervisor dies,
@@ -151,6 +152,12 @@ export async function runSandbox(
     Deno.addSignalListener(sig, handler);
     listeners.push([sig, handler]);
   }
+  hooks.abort?.then((reason) => {
+    if (reason === null) return;
+    try {
+      child.kill("SIGKILL"); // setpriv's parent-death chain takes the namespace down with it
+    } catch { /* already gone */ }
+  });
   const status = await child.status;
   for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
   if (status.signal !== null) return 128 + signalNumber(status.signal);
