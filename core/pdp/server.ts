@@ -144,8 +144,12 @@ export async function servePdp(load: PolicyLoader): Promise<number> {
     listener = Deno.listen({ transport: "unix", path: request.socket });
     await warmUp(listener, request.socket, policy);
     // Deno sets up its signal machinery (a socketpair) on first use, which the lockdown
-    // forbids: use it now. SIGTERM ends the PDP cleanly.
+    // forbids: use it now. SIGTERM ends the PDP cleanly. The PDP shares the terminal's process
+    // group with clawcage: Ctrl-C, Ctrl-\, Ctrl-Z and a hangup are for the agent, not for it.
     Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+    for (const sig of ["SIGINT", "SIGQUIT", "SIGTSTP", "SIGHUP"] as const) {
+      Deno.addSignalListener(sig, () => {});
+    }
     const lockdown = lockDown();
     await reply({ op: "ready", pid: Deno.pid, lockdown });
   } catch (e) {
