@@ -41,8 +41,6 @@ export const ALLOWED_SYSCALLS: readonly string[] = [
   "accept4",
   "recvfrom",
   "sendto",
-  "recvmsg",
-  "sendmsg",
   "shutdown",
   "getsockopt",
   "getsockname",
@@ -52,7 +50,6 @@ export const ALLOWED_SYSCALLS: readonly string[] = [
   "epoll_pwait2",
   "epoll_ctl",
   "fstat",
-  "statx",
   // memory (V8 heap and JIT, allocator)
   "mmap",
   "munmap",
