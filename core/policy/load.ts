@@ -69,6 +69,14 @@ export function parsePolicy(text: string, file: string): Policy {
     }]);
   }
   const lineCounter = new LineCounter();
+  const tooDeep = Math.max(flowTooDeep(text), blockTooDeep(text));
+  if (tooDeep >= 0) {
+    throw new PolicyError([{
+      ...positionOf(text, tooDeep),
+      file,
+      message: `nesting deeper than ${MAX_DEPTH} levels`,
+    }]);
+  }
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number | undefined, message: string): PolicyProblem => {
     const pos = lineCounter.linePos(offset ?? 0);
@@ -76,7 +84,7 @@ export function parsePolicy(text: string, file: string): Policy {
   };
   if (doc.errors.length > 0) {
     throw new PolicyError(
-      doc.errors.map((e) => at(e.pos[0], `invalid YAML: ${firstLine(e.message)}`)),
+      doc.errors.slice(0, 5).map((e) => at(e.pos[0], `invalid YAML: ${firstLine(e.message)}`)),
     );
   }
   const depthProblem = findTooDeep(doc.contents, 0);
@@ -95,6 +103,73 @@ export function parsePolicy(text: string, file: string): Policy {
   const result = policySchema.safeParse(data);
   if (result.success) return result.data;
   throw new PolicyError(result.error.issues.map((issue) => describeIssue(issue, doc.contents, at)));
+}
+
+/**
+ * Offset where `[`/`{` flow collections nest deeper than MAX_DEPTH, or -1. Checked on the text
+ * before parsing, because the YAML parser recurses once per level and would exhaust the stack.
+ * Quoted strings and comments are skipped.
+ */
+function flowTooDeep(text: string): number {
+  let depth = 0;
+  let quote = "";
+  let comment = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (comment) {
+      if (c === "\n") comment = false;
+    } else if (quote) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = "";
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === "#" && (i === 0 || /\s/.test(text[i - 1]))) {
+      comment = true;
+    } else if (c === "[" || c === "{") {
+      if (++depth > MAX_DEPTH) return i;
+    } else if ((c === "]" || c === "}") && depth > 0) {
+      depth--;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Offset of the first line whose indentation nests deeper than MAX_DEPTH block levels, or -1.
+ * Each deeper indentation (and each "- " sequence marker) is one level; lines of block scalars
+ * (after `|` or `>`) are text, not levels.
+ */
+function blockTooDeep(text: string): number {
+  const stack: number[] = [];
+  let scalarIndent = -1;
+  let offset = 0;
+  for (const line of text.split("\n")) {
+    const lineStart = offset;
+    offset += line.length + 1;
+    const body = line.trimStart();
+    const indent = line.length - body.length;
+    if (body === "" || body.startsWith("#")) continue;
+    if (scalarIndent >= 0) {
+      if (indent > scalarIndent) continue;
+      scalarIndent = -1;
+    }
+    while (stack.length && stack[stack.length - 1] >= indent) stack.pop();
+    stack.push(indent);
+    const markers = /^(-\s+)*/.exec(body)![0].replace(/\s+/g, "").length;
+    if (stack.length + markers > MAX_DEPTH) return lineStart + indent;
+    if (/[|>][-+0-9]*\s*(#.*)?$/.test(body)) scalarIndent = indent;
+  }
+  return -1;
+}
+
+function positionOf(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf("\n"); i >= 0 && i < offset; i = text.indexOf("\n", i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, column: offset - start + 1 };
 }
 
 function firstLine(s: string): string {
@@ -140,7 +215,7 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, at: At): PolicyPr
   const node = lookup(root, path) ?? lookup(root, path.slice(0, -1));
   const offset = (node as Node | undefined)?.range?.[0];
   let message = issue.message;
-  if (path.length > 0 && lookup(root, path) === undefined) {
+  if (issue.code !== "custom" && path.length > 0 && lookup(root, path) === undefined) {
     message = `missing required key ${JSON.stringify(path.at(-1))}`;
   } else if (issue.code === "invalid_value" && "values" in issue) {
     message = issue.values.length === 1

@@ -2,6 +2,7 @@
 // Static sections: filesystem_policy, landlock, process.
 
 import { z } from "zod";
+import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
 
 /** An absolute path without `..` components. */
@@ -44,6 +45,15 @@ export const policySchema = z.strictObject({
   }),
   landlock: landlockPolicy.default({ compatibility: "best_effort" }),
   process: processPolicy.default({}),
+  network_policies: networkPolicies.default({}),
+  network_middlewares: z.unknown().superRefine((v, ctx) => {
+    if (v !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "network_middlewares is not supported yet by clawcage",
+      });
+    }
+  }).optional(),
   privacy: privacyPolicy.optional(),
 });
 

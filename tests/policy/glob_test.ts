@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { compileGlob, GlobSyntaxError } from "../../core/policy/glob.ts";
+
+const CASES: [string, "/" | ".", string, boolean][] = [
+  ["/repos/*", "/", "/repos/a", true],
+  ["/repos/*", "/", "/repos/a/b", false],
+  ["/repos/**", "/", "/repos/a/b", true],
+  ["/repos/**", "/", "/repos", false],
+  ["/a/**/b", "/", "/a/x/y/b", true],
+  ["/a/**/b", "/", "/a/b", false],
+  ["/x/**secret**", "/", "/x/mysecretfile", true],
+  ["/x/**secret**", "/", "/x/a/secret", false],
+  ["/v?/x", "/", "/v1/x", true],
+  ["/v?/x", "/", "/v//x", false],
+  ["/v[0-9]/x", "/", "/v7/x", true],
+  ["/v[!0-9]/x", "/", "/v7/x", false],
+  ["/v[!0-9]/x", "/", "/vz/x", true],
+  ["/v[!a]/x", "/", "/v//x", false],
+  ["/a\\*b", "/", "/a*b", true],
+  ["/a\\*b", "/", "/axb", false],
+  ["*.example.com", ".", "api.example.com", true],
+  ["*.example.com", ".", "a.b.example.com", false],
+  ["**.example.com", ".", "a.b.example.com", true],
+  ["**.example.com", ".", "example.com", false],
+  ["*-api.example.com", ".", "eu-api.example.com", true],
+  ["linux-*", ".", "linux-x64", true],
+  ["1.*", ".", "1.2.3", false],
+  ["**", ".", "1.2.3", true],
+  ["/a.b", "/", "/aXb", false],
+  ["/a(b|c)", "/", "/a(b|c)", true],
+];
+
+for (const [pattern, sep, value, expected] of CASES) {
+  Deno.test(`glob: ${pattern} ${expected ? "matches" : "does not match"} ${value}`, () => {
+    assert.equal(compileGlob(pattern, sep).test(value), expected);
+  });
+}
+
+Deno.test("glob: syntax errors are reported", () => {
+  for (
+    const bad of ["/a[", "/a[]", "/a\\", "/[z-a]", "/" + "*/".repeat(17), "/" + "a".repeat(2000)]
+  ) {
+    assert.throws(() => compileGlob(bad, "/"), GlobSyntaxError, bad);
+  }
+});
+
+Deno.test("glob: many stars on a long value stay fast", () => {
+  const re = compileGlob("/" + "*a".repeat(15) + "b", "/");
+  const t0 = performance.now();
+  assert.equal(re.test("/" + "a".repeat(8000)), false);
+  assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
+});
