@@ -30,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
   router: async () => (await import("./core/cli/router.ts")).routerCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
+  __pdp: async () => (await import("./core/pdp/main.ts")).pdpMain,
   version: () =>
     Promise.resolve(() => {
       console.log(`clawcage ${VERSION}`);

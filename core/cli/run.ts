@@ -11,6 +11,7 @@ import {
   runSandbox,
 } from "../sandbox/supervisor.ts";
 import { UnknownPrincipalError } from "../sandbox/users.ts";
+import { startRunPdp } from "../pdp/supervise.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
 
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
@@ -26,6 +27,9 @@ Options:
                       only if given: without root and without this flag, run refuses
   -q, --quiet         do not print the sandbox line on stderr
   -h, --help          show this help
+
+Policy decisions come from a locked-down process (clawcage __pdp); SIGHUP to clawcage re-reads
+the policy file and reloads network_policies and privacy (other sections need a restart).
 
 Exit status: the agent's (128+N when killed by signal N); 125 when the sandbox could not be
 built, 126 when the command cannot be executed, 127 when it is not found.`;
@@ -72,7 +76,21 @@ export async function runCommand(args: string[]): Promise<number> {
     }, host);
     preflight(plan);
     if (!values.quiet) console.error(describeLayers(plan));
-    return await runSandbox(plan);
+    // The PDP starts first and loads while the sandbox is built (decisions deny until it is
+    // up); if it cannot start, the sandbox is torn down and run fails.
+    const pdp = startRunPdp({ policyFile: policyPath });
+    const pdpFailure = pdp.then(() => null, (e: Error) => `policy-decision process: ${e.message}`);
+    try {
+      const code = await runSandbox(plan, {
+        onHangup: () => void pdp.then((p) => p.reloadFromFile(), () => {}),
+        abort: pdpFailure,
+      });
+      const failure = await pdpFailure;
+      if (failure !== null) throw new UsageError(failure, SETUP_FAILED);
+      return code;
+    } finally {
+      await pdp.then((p) => p.close(), () => {});
+    }
   } catch (e) {
     if (e instanceof PolicyError) {
       console.error(e.message);

@@ -3,6 +3,7 @@
 const BENCHES: Record<string, string> = {
   sandbox: "./sandbox.ts",
   audit: "./audit_throughput.ts",
+  pdp: "./pdp_socket.ts",
 };
 
 const [name, ...rest] = Deno.args;
