@@ -78,17 +78,22 @@ export async function runCommand(args: string[]): Promise<number> {
     if (!values.quiet) console.error(describeLayers(plan));
     // The PDP starts first and loads while the sandbox is built (decisions deny until it is
     // up); if it cannot start, the sandbox is torn down and run fails.
-    const pdp = startRunPdp({ policyFile: policyPath });
-    const pdpFailure = pdp.then(() => null, (e: Error) => `policy-decision process: ${e.message}`);
+    const stopStart = new AbortController();
+    const pdp = startRunPdp({ policyFile: policyPath, signal: stopStart.signal });
+    let failure: string | null = null;
+    const pdpFailure = pdp.then(
+      () => null,
+      (e: Error) => failure = `policy-decision process: ${e.message}`,
+    );
     try {
       const code = await runSandbox(plan, {
         onHangup: () => void pdp.then((p) => p.reloadFromFile(), () => {}),
         abort: pdpFailure,
       });
-      const failure = await pdpFailure;
       if (failure !== null) throw new UsageError(failure, SETUP_FAILED);
       return code;
     } finally {
+      stopStart.abort(); // the agent is done: a PDP still starting is not needed any more
       await pdp.then((p) => p.close(), () => {});
     }
   } catch (e) {

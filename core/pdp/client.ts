@@ -34,6 +34,8 @@ export interface PdpClientOptions {
   onEvent?: (event: PdpEvent) => void;
   /** The command that runs the PDP (default: this program's `__pdp` mode). */
   command?: string[];
+  /** Aborting stops a start in progress (start() then rejects) and closes the client. */
+  signal?: AbortSignal;
 }
 
 export type PdpEvent =
@@ -65,7 +67,7 @@ const HEALTHY_MS = 10_000;
 const encoder = new TextEncoder();
 
 export class PdpClient {
-  #opts: Required<Omit<PdpClientOptions, "onEvent" | "command">> & PdpClientOptions;
+  #opts: Required<Omit<PdpClientOptions, "onEvent" | "command" | "signal">> & PdpClientOptions;
   #state: State = "starting";
   #downReason = "policy-decision process is starting";
   #proc: Deno.ChildProcess | null = null;
@@ -81,6 +83,7 @@ export class PdpClient {
   #backoff: number;
   #upSince = 0;
   #restarts = 0;
+  #everUp = false;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #controlBusy: Promise<unknown> = Promise.resolve();
 
@@ -98,10 +101,14 @@ export class PdpClient {
   /** Starts the PDP and waits until it is locked down and answering. */
   static async start(opts: PdpClientOptions): Promise<PdpClient> {
     const client = new PdpClient(opts);
+    if (opts.signal?.aborted) throw new PdpStartError("start aborted");
+    const onAbort = () => void client.close();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
     const error = await client.#launch();
     if (error !== null) {
       await client.close();
-      throw new PdpStartError(error);
+      opts.signal?.removeEventListener("abort", onAbort);
+      throw new PdpStartError(opts.signal?.aborted ? "start aborted" : error);
     }
     return client;
   }
@@ -167,6 +174,7 @@ export class PdpClient {
   async close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#generation++;
     this.#downReason = "the sandbox is shutting down";
     if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
     this.#denyPending(this.#downReason);
@@ -201,6 +209,8 @@ export class PdpClient {
     this.#replies = readStreamLines(proc.stdout, MAX_CONTROL_LINE);
     proc.status.then((status) => {
       if (this.#generation !== generation || this.#state === "closed") return;
+      // Before the first successful start, start() reports the failure instead.
+      if (!this.#everUp) return;
       const how = status.signal !== null
         ? `was killed by ${status.signal}`
         : `exited (code ${status.code})`;
@@ -215,19 +225,26 @@ export class PdpClient {
     }, this.#opts.startTimeoutMs);
     if (this.#generation !== generation) return this.#downReason;
     if (reply?.op !== "ready") {
-      const why = reply?.op === "error"
-        ? reply.error
-        : "policy-decision process did not start in time";
+      const why = reply?.op === "error" ? reply.error : `policy-decision process exited or did ` +
+        `not become ready within ${this.#opts.startTimeoutMs / 1000} s (see its messages above)`;
+      this.#generation++; // its exit is this failure, not another one
       await this.#stopProcess();
       return why;
     }
+    let conn: Deno.UnixConn;
     try {
-      this.#conn = await Deno.connect({ transport: "unix", path: this.socketPath });
+      conn = await Deno.connect({ transport: "unix", path: this.socketPath });
     } catch (e) {
+      this.#generation++;
       await this.#stopProcess();
       return `cannot connect to the policy-decision process: ${(e as Error).message}`;
     }
-    if (this.#generation !== generation) return this.#downReason;
+    if (this.#generation !== generation) {
+      conn.close();
+      return this.#downReason;
+    }
+    this.#conn = conn;
+    this.#everUp = true;
     this.#state = "up";
     this.#upSince = Date.now();
     void this.#readDecisions(this.#conn, generation);

@@ -22,6 +22,8 @@ export interface RunPdpOptions {
   audit?: AuditSink;
   /** Where lines for the user go (default: stderr). */
   log?: (line: string) => void;
+  /** Aborting stops a start in progress (e.g. the agent already exited). */
+  signal?: AbortSignal;
 }
 
 export interface RunPdp {
@@ -105,6 +107,7 @@ export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
       runtimeDir,
       deadlineMs: opts.deadlineMs,
       onEvent,
+      signal: opts.signal,
     });
   } catch (e) {
     await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});

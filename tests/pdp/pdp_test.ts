@@ -279,3 +279,43 @@ Deno.test(
     }
   },
 );
+
+function pdpChildren(): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const status = Deno.readTextFileSync(`/proc/${e.name}/status`);
+      const cmdline = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (Number(/PPid:\s+(\d+)/.exec(status)?.[1]) === Deno.pid && cmdline.includes("__pdp")) {
+        out.push(Number(e.name));
+      }
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+Deno.test({ name: "aborting a start stops the PDP being started", ignore }, async () => {
+  const dir = await Deno.makeTempDir();
+  const events: PdpEvent[] = [];
+  const stop = new AbortController();
+  try {
+    const starting = PdpClient.start({
+      policyText: policyYaml(["example.org"]),
+      policyFile: "p.yaml",
+      runtimeDir: dir,
+      signal: stop.signal,
+      onEvent: (e) => events.push(e),
+    });
+    await until("the PDP process", () => pdpChildren().length > 0);
+    stop.abort();
+    await assert.rejects(
+      starting,
+      (e) => e instanceof PdpStartError && e.message === "start aborted",
+    );
+    await until("no PDP left", () => pdpChildren().length === 0, 5000);
+    assert.deepEqual(events, [], "no failure or restart reported");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
