@@ -84,6 +84,7 @@ export class PdpClient {
   #upSince = 0;
   #restarts = 0;
   #everUp = false;
+  #closing: Promise<void> | null = null;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #controlBusy: Promise<unknown> = Promise.resolve();
 
@@ -105,9 +106,9 @@ export class PdpClient {
     const onAbort = () => void client.close();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     const error = await client.#launch();
+    opts.signal?.removeEventListener("abort", onAbort);
     if (error !== null) {
       await client.close();
-      opts.signal?.removeEventListener("abort", onAbort);
       throw new PdpStartError(opts.signal?.aborted ? "start aborted" : error);
     }
     return client;
@@ -171,8 +172,12 @@ export class PdpClient {
   }
 
   /** Stops the PDP; later decisions deny. */
-  async close(): Promise<void> {
-    if (this.#state === "closed") return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#state = "closed";
     this.#generation++;
     this.#downReason = "the sandbox is shutting down";
