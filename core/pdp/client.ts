@@ -4,6 +4,7 @@
 // decision is a deny that says why. A PDP that dies or misses a deadline is killed and started
 // again with exponential backoff, on the last policy it accepted.
 
+import { cloexecFrom } from "../../ffi/libc.ts";
 import type { Decision, DecisionRequest } from "../policy/decision.ts";
 import { selfCommand, selfEnv } from "../self.ts";
 import {
@@ -196,6 +197,9 @@ export class PdpClient {
     const argv = this.#opts.command ?? selfCommand(["__pdp"], ["--no-code-cache"]);
     let proc: Deno.ChildProcess;
     try {
+      // Descriptors whoever started clawcage leaked to it (no O_CLOEXEC) must not reach the
+      // PDP: a compromised PDP may still read and write every descriptor it holds.
+      cloexecFrom(3);
       proc = new Deno.Command(argv[0], {
         args: argv.slice(1),
         clearEnv: true,

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { PdpClient, type PdpEvent, PdpStartError } from "../../core/pdp/client.ts";
+import * as libc from "../../ffi/libc.ts";
 import { hasSeccomp } from "../helpers/host.ts";
 import { CURL, policyYaml } from "./helpers.ts";
 
@@ -114,6 +115,31 @@ Deno.test({ name: "PDP is locked down before it answers (seen from /proc)", igno
   assert.equal((await ask(pdp.client, "example.org")).verdict, "allow");
   assert.equal(pdp.client.pid, pid, "same process");
 });
+
+Deno.test(
+  { name: "the PDP holds only its own descriptors, none leaked to us", ignore },
+  async () => {
+    // A descriptor without O_CLOEXEC, as a careless caller of clawcage could leave open.
+    const leaked = libc.open("/etc/hostname", libc.O.RDONLY);
+    try {
+      await using pdp = await start(REST_POLICY, 5000);
+      const targets = [...Deno.readDirSync(`/proc/${pdp.client.pid}/fd`)].map((e) =>
+        Deno.readLinkSync(`/proc/${pdp.client.pid}/fd/${e.name}`)
+      );
+      assert.ok(!targets.includes("/etc/hostname"), JSON.stringify(targets));
+      // Pipes, sockets, its event loop, stdio, and (from source only) Deno's own SQLite caches
+      // (a known limit, docs/pdp.md): no other file of the filesystem.
+      const stderr = Deno.readLinkSync(`/proc/${pdp.client.pid}/fd/2`);
+      const files = targets.filter((t) =>
+        t.startsWith("/") && !t.startsWith("/dev/") && t !== stderr &&
+        !/\/(dep|node)_analysis_cache_v\d/.test(t)
+      );
+      assert.deepEqual(files, [], JSON.stringify(targets));
+    } finally {
+      libc.close(leaked);
+    }
+  },
+);
 
 Deno.test(
   { name: "bad lines are answered with an error and never crash the PDP", ignore },

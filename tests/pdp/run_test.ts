@@ -52,9 +52,11 @@ function findPdp(parent: number): { pid: number; socket: string } | null {
       if (!/Seccomp:\s+2/.test(status)) return null; // not ready yet
       const inodes = new Set<string>();
       for (const fd of Deno.readDirSync(`/proc/${e.name}/fd`)) {
-        const link = Deno.readLinkSync(`/proc/${e.name}/fd/${fd.name}`);
-        const m = /^socket:\[(\d+)\]$/.exec(link);
-        if (m) inodes.add(m[1]);
+        try {
+          const link = Deno.readLinkSync(`/proc/${e.name}/fd/${fd.name}`);
+          const m = /^socket:\[(\d+)\]$/.exec(link);
+          if (m) inodes.add(m[1]);
+        } catch { /* closed meanwhile (a connection ended) */ }
       }
       for (const line of Deno.readTextFileSync("/proc/net/unix").split("\n").slice(1)) {
         const cols = line.trim().split(/\s+/);
@@ -206,7 +208,7 @@ Deno.test({
       await until("the refusal", () => run.stderr().includes("reload refused") || null);
       assert.match(run.stderr(), /policy reload refused: .*filesystem_policy is fixed/);
       assert.equal(await askSocket(pdp.socket, "example.net"), "allow", "unchanged");
-      assert.equal(findPdp(run.proc.pid)?.pid, pdp.pid, "same PDP");
+      assert.equal(findPdp(run.proc.pid)?.pid, pdp.pid, `same PDP: ${run.stderr()}`);
 
       await run.stdin.write(new TextEncoder().encode("bye\n"));
       await run.stdin.close();
