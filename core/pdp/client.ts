@@ -223,7 +223,8 @@ export class PdpClient {
       const how = status.signal !== null
         ? `was killed by ${status.signal}`
         : `exited (code ${status.code})`;
-      this.#fail(`policy-decision process ${how}`);
+      const during = this.#state === "starting" ? "restart failed: " : "";
+      this.#fail(`${during}policy-decision process ${how}`);
     });
 
     const reply = await this.#ask({

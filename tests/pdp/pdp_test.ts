@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { PdpClient, type PdpEvent, PdpStartError } from "../../core/pdp/client.ts";
 import * as libc from "../../ffi/libc.ts";
+import { selfCommand } from "../../core/self.ts";
 import { hasSeccomp } from "../helpers/host.ts";
 import { CURL, policyYaml } from "./helpers.ts";
 
@@ -342,6 +343,53 @@ Deno.test({ name: "aborting a start stops the PDP being started", ignore }, asyn
     await until("no PDP left", () => pdpChildren().length === 0, 5000);
     assert.deepEqual(events, [], "no failure or restart reported");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "restarts that fail back off exponentially; decisions deny until one works",
+  ignore,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  const broken = `${dir}/broken`;
+  // The first start works; while `broken` exists, starting the PDP fails.
+  const command = [
+    "/bin/sh",
+    "-c",
+    `if [ -e "${broken}" ]; then exit 3; fi; exec "$@"`,
+    "sh",
+    ...selfCommand(["__pdp"], ["--no-code-cache"]),
+  ];
+  const events: PdpEvent[] = [];
+  const client = await PdpClient.start({
+    policyText: policyYaml(["example.org"]),
+    policyFile: "p.yaml",
+    runtimeDir: dir,
+    deadlineMs: 5000,
+    backoffMs: 20,
+    maxBackoffMs: 160,
+    command,
+    onEvent: (e) => events.push(e),
+  });
+  try {
+    await Deno.writeTextFile(broken, "");
+    Deno.kill(client.pid!, "SIGKILL");
+    const failures = () => events.filter((e) => e.kind === "failed");
+    await until("five failures", () => failures().length >= 5);
+    const delays = failures().map((e) => e.kind === "failed" ? e.restartInMs : 0);
+    assert.deepEqual(delays.slice(0, 5), [20, 40, 80, 160, 160]);
+    assert.match(failures()[1].kind === "failed" ? failures()[1].reason : "", /restart failed/);
+    const d = await client.decide({ binary: CURL, host: "example.org", port: 443 });
+    assert.equal(d.verdict, "deny");
+    await Deno.remove(broken);
+    await until("a working restart", () => client.pid !== null);
+    assert.equal(
+      (await client.decide({ binary: CURL, host: "example.org", port: 443 })).verdict,
+      "allow",
+    );
+  } finally {
+    await client.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
