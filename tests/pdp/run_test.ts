@@ -169,7 +169,7 @@ for (const mode of ["namespaces", "rootless"] as const) {
 }
 
 Deno.test({
-  name: "run: SIGHUP reloads network_policies in place and refuses static changes",
+  name: "run: SIGHUP reloads network_policies in place, refuses static changes; kill -9 restarts",
   ignore: skip !== null,
   async fn() {
     const root = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "clawcage-pdp-" });
@@ -209,6 +209,14 @@ Deno.test({
       assert.match(run.stderr(), /policy reload refused: .*filesystem_policy is fixed/);
       assert.equal(await askSocket(pdp.socket, "example.net"), "allow", "unchanged");
       assert.equal(findPdp(run.proc.pid)?.pid, pdp.pid, `same PDP: ${run.stderr()}`);
+
+      // kill -9: clawcage logs it, restarts the PDP on the reloaded policy; the agent stays.
+      Deno.kill(pdp.pid, "SIGKILL");
+      await until("the restart", () => run.stderr().includes("process restarted") || null);
+      assert.match(run.stderr(), /policy-decision process failed: .*every decision is deny/);
+      const second = await until("the new PDP", () => findPdp(run.proc.pid));
+      assert.notEqual(second.pid, pdp.pid);
+      assert.equal(await askSocket(second.socket, "example.net"), "allow");
 
       await run.stdin.write(new TextEncoder().encode("bye\n"));
       await run.stdin.close();
