@@ -69,7 +69,7 @@ const loaded = loadPolicyText(text, "bench.yaml");
 // In-process: one decision at a time.
 for (let i = 0; i < 5000; i++) loaded.decide(reqs[i % reqs.length]);
 const inLat: number[] = [];
-let t0 = hrtime.bigint();
+const t0 = hrtime.bigint();
 for (let i = 0; i < N; i++) {
   const s = hrtime.bigint();
   loaded.decide(reqs[i % reqs.length]);
@@ -77,59 +77,68 @@ for (let i = 0; i < N; i++) {
 }
 const inRate = N / (Number(hrtime.bigint() - t0) / 1e9);
 
-// Over the socket, through the client the supervisor uses.
-const dir = await Deno.makeTempDir({ prefix: "clawcage-pdp-bench-" });
-const client = await PdpClient.start({
-  policyText: text,
-  policyFile: "bench.yaml",
-  runtimeDir: dir,
-  deadlineMs: 5000,
-});
-try {
-  for (let i = 0; i < 2000; i++) await client.decide(reqs[i % reqs.length]);
-  const sockLat: number[] = [];
-  let denied = 0;
-  for (let i = 0; i < N; i++) {
-    const s = hrtime.bigint();
-    const d = await client.decide(reqs[i % reqs.length]);
-    sockLat.push(us(hrtime.bigint() - s));
-    if (d.verdict === "deny") denied++;
-  }
-  const inFlight = 64;
-  t0 = hrtime.bigint();
-  let next = 0;
-  await Promise.all(Array.from({ length: inFlight }, async () => {
-    while (next < N) {
-      next++;
-      await client.decide(reqs[next % reqs.length]);
+/** Over the socket, through the client the supervisor uses. */
+async function overSocket(policy: string) {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-pdp-bench-" });
+  const client = await PdpClient.start({
+    policyText: policy,
+    policyFile: "bench.yaml",
+    runtimeDir: dir,
+    deadlineMs: 5000,
+  });
+  try {
+    for (let i = 0; i < 2000; i++) await client.decide(reqs[i % reqs.length]);
+    const lat: number[] = [];
+    let denied = 0;
+    for (let i = 0; i < N; i++) {
+      const s = hrtime.bigint();
+      const d = await client.decide(reqs[i % reqs.length]);
+      lat.push(us(hrtime.bigint() - s));
+      if (d.verdict === "deny") denied++;
     }
-  }));
-  const sockRate = N / (Number(hrtime.bigint() - t0) / 1e9);
-
-  console.log(machineLine());
-  console.log(`policy: ${ENTRIES} network entries; ${N} decisions per row (${denied} denied)`);
-  console.log(`${"".padEnd(34)}      p50 µs    p99 µs    decisions/s`);
-  const row = (name: string, lat: number[] | null, rate: number) =>
-    console.log(
-      `${name.padEnd(34)}${lat ? fmt(percentile(lat, 50)) : "        -"} ${
-        lat ? fmt(percentile(lat, 99)) : "        -"
-      }    ${Math.round(rate).toString().padStart(10)}`,
-    );
-  row("in-process decide (peer)", inLat, inRate);
-  row("PDP socket, one at a time", sockLat, N / (sockLat.reduce((a, b) => a + b, 0) / 1e6));
-  row(`PDP socket, ${inFlight} in flight`, null, sockRate);
-  const p99 = percentile(sockLat, 99);
-  console.log(
-    `ratio socket/in-process: p50 ${
-      (percentile(sockLat, 50) / percentile(inLat, 50)).toFixed(0)
-    }x, p99 ${(p99 / percentile(inLat, 99)).toFixed(0)}x; throughput ${
-      (sockRate / inRate).toFixed(3)
-    }x`,
-  );
-  console.log(
-    `goal p99 over the socket < 1000 µs: ${p99 < 1000 ? "met" : "NOT met"} (${p99.toFixed(0)} µs)`,
-  );
-} finally {
-  await client.close();
-  await Deno.remove(dir, { recursive: true });
+    const t = hrtime.bigint();
+    let next = 0;
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+      while (next < N) {
+        next++;
+        await client.decide(reqs[next % reqs.length]);
+      }
+    }));
+    const rate = N / (Number(hrtime.bigint() - t) / 1e9);
+    return { lat, rate, denied, sequentialRate: N / (lat.reduce((a, b) => a + b, 0) / 1e6) };
+  } finally {
+    await client.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 }
+
+const IN_FLIGHT = 64;
+const full = await overSocket(text);
+const empty = await overSocket("version: 1\n");
+
+console.log(machineLine());
+console.log(`policy: ${ENTRIES} network entries; ${N} decisions per row (${full.denied} denied)`);
+console.log(`${"".padEnd(44)}      p50 µs    p99 µs    decisions/s`);
+const row = (name: string, lat: number[] | null, rate: number) =>
+  console.log(
+    `${name.padEnd(44)}${lat ? fmt(percentile(lat, 50)) : "        -"} ${
+      lat ? fmt(percentile(lat, 99)) : "        -"
+    }    ${Math.round(rate).toString().padStart(10)}`,
+  );
+row("in-process decide (peer)", inLat, inRate);
+row("PDP socket, one at a time", full.lat, full.sequentialRate);
+row(`PDP socket, ${IN_FLIGHT} in flight`, null, full.rate);
+row("PDP socket, empty policy (transport only)", empty.lat, empty.sequentialRate);
+row(`PDP socket, empty policy, ${IN_FLIGHT} in flight`, null, empty.rate);
+const p99 = percentile(full.lat, 99);
+console.log(
+  `ratio socket/in-process: p50 ${
+    (percentile(full.lat, 50) / percentile(inLat, 50)).toFixed(1)
+  }x, p99 ${(p99 / percentile(inLat, 99)).toFixed(1)}x; throughput ${
+    (full.rate / inRate).toFixed(3)
+  }x`,
+);
+console.log(
+  `goal p99 over the socket < 1000 µs: ${p99 < 1000 ? "met" : "NOT met"} (${p99.toFixed(0)} µs` +
+    `; transport alone ${percentile(empty.lat, 99).toFixed(0)} µs)`,
+);
