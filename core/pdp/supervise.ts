@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { AuditEvent } from "../audit/events.ts";
 import { MAX_POLICY_BYTES } from "../policy/load.ts";
-import { PdpClient, type PdpEvent, type ReloadResult } from "./client.ts";
+import { PdpClient, type PdpEvent, PdpStartError, type ReloadResult } from "./client.ts";
 
 /** Where per-sandbox runtime directories go when running as root (hidden by the stage's /run). */
 export const ROOT_RUNTIME_DIR = "/run/clawcage";
@@ -39,11 +39,17 @@ export function makeRuntimeDir(isRoot: boolean): string {
   const base = isRoot
     ? ROOT_RUNTIME_DIR
     : `${Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp"}/clawcage-${Deno.uid()}`;
-  Deno.mkdirSync(base, { recursive: true, mode: 0o700 });
-  Deno.chmodSync(base, 0o700);
   const dir = `${base}/${randomBytes(16).toString("hex")}`;
-  Deno.mkdirSync(dir, { mode: 0o700 });
-  Deno.chmodSync(dir, 0o700);
+  try {
+    Deno.mkdirSync(base, { recursive: true, mode: 0o700 });
+    Deno.chmodSync(base, 0o700);
+    Deno.mkdirSync(dir, { mode: 0o700 });
+    Deno.chmodSync(dir, 0o700);
+  } catch (e) {
+    throw new PdpStartError(
+      `cannot create its runtime directory in ${base}: ${(e as Error).message}`,
+    );
+  }
   return dir;
 }
 
