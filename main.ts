@@ -16,6 +16,7 @@ Commands:
   pii scan [--json|--jsonl] [FILE]     find PII/PHI in text (stdin when no FILE)
   pii redact [FILE]                    print text with PII replaced by <TYPE_N> placeholders
   router --policy FILE [--listen ADDR] the privacy router (OpenAI/Anthropic API) on loopback
+  policy check|explain|diff|presets    validate, explain, compare policies; presets (policy --help)
   version                              print the version
 
 Set CLAWCAGE_DEBUG=1 to see stack traces of internal errors.`;
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   audit: async () => (await import("./core/cli/audit.ts")).auditCommand,
   pii: async () => (await import("./core/cli/pii.ts")).piiCommand,
   router: async () => (await import("./core/cli/router.ts")).routerCommand,
+  policy: async () => (await import("./core/cli/policy.ts")).policyCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   __pdp: async () => (await import("./core/pdp/main.ts")).pdpMain,
   version: () =>

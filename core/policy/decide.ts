@@ -53,7 +53,9 @@ export interface CompiledPolicy {
   /** All endpoints, in entry-name order, then endpoint order. */
   endpoints: CompiledEndpoint[];
   byHost: Map<string, CompiledEndpoint[]>;
-  /** Wildcard-host and hostless endpoints (checked for every request). */
+  /** Hosts wild only in the first label (`*.example.com`, `**.example.com`), by the rest. */
+  bySuffix: Map<string, CompiledEndpoint[]>;
+  /** Other wildcard hosts and hostless endpoints (checked for every request). */
   patterns: CompiledEndpoint[];
 }
 
@@ -75,7 +77,10 @@ export const ACCESS_METHODS: Record<string, Record<string, string[] | null>> = {
 export const MAX_PATH_LENGTH = 8192;
 
 export function normalizeHost(host: string): string {
-  return host.toLowerCase().replace(/^\[(.*)\]$/, "$1").replace(/\.$/, "");
+  let h = host;
+  if (h.startsWith("[") && h.endsWith("]")) h = h.slice(1, -1);
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h.toLowerCase();
 }
 
 function compileMatcher(m: RequestMatcher, rule: string): CompiledMatcher {
@@ -154,17 +159,24 @@ export function compilePolicy(policy: { network_policies?: NetworkPolicies }): C
     entry.endpoints.forEach((ep, i) => endpoints.push(compileEndpoint(name, i, ep, binaries)));
   }
   const byHost = new Map<string, CompiledEndpoint[]>();
+  const bySuffix = new Map<string, CompiledEndpoint[]>();
   const patterns: CompiledEndpoint[] = [];
+  const add = (map: Map<string, CompiledEndpoint[]>, key: string, ep: CompiledEndpoint) => {
+    const list = map.get(key);
+    if (list) list.push(ep);
+    else map.set(key, [ep]);
+  };
   for (const ep of endpoints) {
-    if (ep.host !== undefined && !ep.hostRe) {
-      const list = byHost.get(ep.host) ?? [];
-      list.push(ep);
-      byHost.set(ep.host, list);
-    } else {
-      patterns.push(ep);
+    if (ep.host === undefined) patterns.push(ep);
+    else if (!ep.hostRe) add(byHost, ep.host, ep);
+    else {
+      const dot = ep.host.indexOf(".");
+      const rest = ep.host.slice(dot + 1);
+      if (dot > 0 && !rest.includes("*")) add(bySuffix, rest, ep);
+      else patterns.push(ep);
     }
   }
-  return { endpoints, byHost, patterns };
+  return { endpoints, byHost, bySuffix, patterns };
 }
 
 function binaryMatches(binaries: CompiledBinary[], binary: string): boolean {
@@ -177,13 +189,19 @@ function binaryMatches(binaries: CompiledBinary[], binary: string): boolean {
 
 /** Endpoints whose host matches: exact hosts first, then wildcard and hostless ones. */
 function hostCandidates(compiled: CompiledPolicy, host: string): CompiledEndpoint[] {
+  const out: CompiledEndpoint[] = [];
   const exact = compiled.byHost.get(host);
-  let out: CompiledEndpoint[] | undefined;
-  for (const ep of compiled.patterns) {
-    if (ep.hostRe ? ep.hostRe.test(host) : true) (out ??= []).push(ep);
+  if (exact) out.push(...exact);
+  if (compiled.bySuffix.size > 0) {
+    for (let dot = host.indexOf("."); dot >= 0; dot = host.indexOf(".", dot + 1)) {
+      const list = compiled.bySuffix.get(host.slice(dot + 1));
+      if (list) { for (const ep of list) if (ep.hostRe!.test(host)) out.push(ep); }
+    }
   }
-  if (!out) return exact ?? [];
-  return exact ? [...exact, ...out] : out;
+  for (const ep of compiled.patterns) {
+    if (ep.hostRe === undefined || ep.hostRe.test(host)) out.push(ep);
+  }
+  return out;
 }
 
 const DENY_BASE = { inspect: false, tlsSkip: false, allowedIps: [] as string[] };

@@ -147,21 +147,61 @@ function segmentMatches(tokens: Token[], s: string, separator: string): boolean 
   return p === tokens.length;
 }
 
+/** A segment without wildcards, as its text; otherwise its tokens; null for "**". */
+type Compiled = string | Token[] | null;
+
 class CompiledGlob implements Glob {
+  private readonly segs: Compiled[];
+  /** Index of the only "**" segment, -1 when there is none, -2 when there are several. */
+  private readonly globstar: number;
+
   constructor(
     readonly pattern: string,
-    private readonly segments: Segment[],
+    segments: Segment[],
     private readonly separator: string,
     private readonly caseInsensitive: boolean,
     private readonly literal: string | null,
-  ) {}
+  ) {
+    this.segs = segments.map((seg) =>
+      seg === "**"
+        ? null
+        : seg.every((t) => t.kind === "char")
+        ? seg.map((t) => (t as { char: string }).char).join("")
+        : seg
+    );
+    const stars = this.segs.flatMap((seg, i) => (seg === null ? [i] : []));
+    this.globstar = stars.length === 0 ? -1 : stars.length === 1 ? stars[0] : -2;
+  }
+
+  private one(seg: Compiled, part: string): boolean {
+    if (seg === null) return false;
+    if (typeof seg === "string") return seg === part;
+    return segmentMatches(seg, part, this.separator);
+  }
 
   test(input: string): boolean {
     const value = this.caseInsensitive ? input.toLowerCase() : input;
     if (this.literal !== null) return value === this.literal;
     const parts = value.split(this.separator);
-    const segs = this.segments;
-    // memo[pi * (parts.length + 1) + vi]: 0 unknown, 1 true, 2 false.
+    const segs = this.segs;
+    if (this.globstar === -1) {
+      if (parts.length !== segs.length) return false;
+      for (let i = 0; i < segs.length; i++) if (!this.one(segs[i], parts[i])) return false;
+      return true;
+    }
+    if (this.globstar >= 0) {
+      // prefix segments, then one or more parts (together non-empty), then suffix segments.
+      const g = this.globstar;
+      const after = segs.length - g - 1;
+      const middle = parts.length - g - after;
+      if (middle < 1 || (middle === 1 && parts[g] === "")) return false;
+      for (let i = 0; i < g; i++) if (!this.one(segs[i], parts[i])) return false;
+      for (let i = 1; i <= after; i++) {
+        if (!this.one(segs[segs.length - i], parts[parts.length - i])) return false;
+      }
+      return true;
+    }
+    // Several "**": a memoised walk. memo: 0 unknown, 1 true, 2 false.
     const width = parts.length + 1;
     const memo = new Uint8Array((segs.length + 1) * width);
     const walk = (pi: number, vi: number): boolean => {
@@ -170,15 +210,13 @@ class CompiledGlob implements Glob {
       if (memo[key] !== 0) return memo[key] === 1;
       let ok = false;
       const seg = segs[pi];
-      if (seg === "**") {
-        // One or more whole segments, together non-empty.
+      if (seg === null) {
         for (let k = 1; vi + k <= parts.length && !ok; k++) {
           if (k === 1 && parts[vi] === "") continue;
           ok = walk(pi + 1, vi + k);
         }
       } else {
-        ok = vi < parts.length && segmentMatches(seg, parts[vi], this.separator) &&
-          walk(pi + 1, vi + 1);
+        ok = vi < parts.length && this.one(seg, parts[vi]) && walk(pi + 1, vi + 1);
       }
       memo[key] = ok ? 1 : 2;
       return ok;

@@ -268,7 +268,7 @@ export function suggest(word: string, candidates: string[]): string | null {
 }
 
 /** Damerau-Levenshtein distance (optimal string alignment): a swap counts as one edit. */
-function editDistance(a: string, b: string): number {
+export function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from(
     { length: a.length + 1 },
     (_, i) => [i, ...Array(b.length).fill(0)],

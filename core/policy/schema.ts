@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { networkPolicies } from "./network.ts";
 import { privacyPolicy } from "./privacy.ts";
+import { seccompSection } from "./seccomp_section.ts";
 
 /** An absolute path without `..` components. */
 export const absolutePath = z.string().superRefine((p, ctx) => {
@@ -55,6 +56,7 @@ export const policySchema = z.strictObject({
     }
   }).optional(),
   privacy: privacyPolicy.optional(),
+  seccomp: seccompSection.optional(),
 });
 
 export type Policy = z.infer<typeof policySchema>;

@@ -26,6 +26,8 @@ export interface StagePlan {
   pdeathsigHelper: string | null;
   /** Forward SIGINT/SIGQUIT to the agent (when no terminal delivers them itself). */
   forwardInterrupts: boolean;
+  /** System calls the policy's seccomp section denies on top of the built-in profile. */
+  denySyscalls?: string[];
 }
 
 export class PlanError extends Error {}
@@ -169,6 +171,7 @@ export function buildPlan(policy: Policy, opts: RunOptions, host: HostView): Sta
     hostname: "clawcage",
     pdeathsigHelper: namespaces ? null : host.which("setpriv"),
     forwardInterrupts: !host.stdinIsTerminal,
+    denySyscalls: policy.seccomp?.deny_syscalls ?? [],
   };
 }
 

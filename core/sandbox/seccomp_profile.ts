@@ -108,9 +108,14 @@ const IPPROTO_MPTCP = 262n;
 const TIOCSTI = 0x5412n;
 const TIOCLINUX = 0x541cn;
 
-/** The filter the stage loads before starting the agent. */
-export function agentFilter(): SeccompFilter {
-  const rules: SeccompRule[] = DENIED_SYSCALLS.map((syscall) => ({ syscall, action: EPERM }));
+/**
+ * The filter the stage loads before starting the agent. `extraDenied`: the policy's
+ * seccomp.deny_syscalls, denied with EPERM like the built-in list.
+ */
+export function agentFilter(extraDenied: readonly string[] = []): SeccompFilter {
+  const rules: SeccompRule[] = [...DENIED_SYSCALLS, ...extraDenied]
+    .filter((syscall, i, all) => all.indexOf(syscall) === i)
+    .map((syscall) => ({ syscall, action: EPERM }));
 
   // clone3 passes its flags in a struct seccomp cannot read: answer ENOSYS so libc falls back
   // to clone(2), whose flags register we can check.

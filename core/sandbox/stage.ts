@@ -43,7 +43,7 @@ export async function stageMain(): Promise<number> {
     if (landlockRuleset) {
       landlock.restrictSelf(landlockRuleset.spec, landlockRuleset.abi, isDirectory);
     }
-    loadFilter(agentFilter());
+    loadFilter(agentFilter(plan.denySyscalls));
     libc.prctl(libc.PR.SET_DUMPABLE, 0n);
     // Descriptors inherited from whoever started clawcage must not reach the agent.
     libc.cloexecFrom(3);

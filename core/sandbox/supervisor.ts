@@ -4,7 +4,7 @@
 
 import * as libc from "../../ffi/libc.ts";
 import { abiVersion } from "../../ffi/landlock.ts";
-import { libraryVersion } from "../../ffi/seccomp.ts";
+import { libraryVersion, resolveSyscall } from "../../ffi/seccomp.ts";
 import { selfCommand, selfEnv, systemProgram } from "../self.ts";
 import type { HostView, StagePlan } from "./plan.ts";
 import { agentFilter } from "./seccomp_profile.ts";
@@ -55,7 +55,7 @@ export function describeLayers(plan: StagePlan): string {
     abi > 0
       ? `landlock(abi ${abi}${abi >= 4 ? ",tcp" : ""}${abi >= 6 ? ",scopes" : ""})`
       : "landlock(MISSING)",
-    `seccomp(${agentFilter().rules.length} rules)`,
+    `seccomp(${agentFilter(plan.denySyscalls).rules.length} rules)`,
     `user ${plan.user.name}(${plan.user.uid}:${plan.user.gid})`,
     plan.namespaces ? "network(loopback only)" : "network(none)",
   ];
@@ -68,6 +68,13 @@ export function preflight(plan: StagePlan): void {
     throw new HostError(
       "libseccomp.so.2 not found; install it (Debian/Ubuntu: apt-get install libseccomp2)",
     );
+  }
+  for (const name of plan.denySyscalls ?? []) {
+    if (resolveSyscall(name) === null) {
+      throw new HostError(
+        `seccomp.deny_syscalls: ${name} is not a system call on this architecture (${Deno.build.arch})`,
+      );
+    }
   }
   if (plan.landlockRequired && abiVersion() === 0) {
     throw new HostError(

@@ -50,3 +50,17 @@ Deno.test("glob: many stars on a long value stay fast", () => {
   assert.equal(re.test("/" + "a".repeat(8000)), false);
   assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
 });
+
+Deno.test("glob: escaped stars are literal even as a whole segment", () => {
+  assert.equal(compileGlob("/a/\\*\\*", "/").test("/a/**"), true);
+  assert.equal(compileGlob("/a/\\*\\*/*", "/").test("/a/b/c"), false);
+  assert.equal(compileGlob("/a/\\*\\*/*", "/").test("/a/**/c"), true);
+});
+
+Deno.test("glob: several ** segments", () => {
+  const g = compileGlob("/**/x/**", "/");
+  assert.equal(g.test("/a/x/b"), true);
+  assert.equal(g.test("/a/b/x/c/d"), true);
+  assert.equal(g.test("/x/b"), false);
+  assert.equal(g.test("/a/x"), false);
+});
