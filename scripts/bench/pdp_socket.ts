@@ -117,6 +117,8 @@ const full = await overSocket(text);
 const empty = await overSocket("version: 1\n");
 
 console.log(machineLine());
+// Other processes compete for the CPU with both ends of the socket: say how busy the host was.
+console.log(`load average during the run: ${Deno.loadavg().map((x) => x.toFixed(1)).join(" ")}`);
 console.log(`policy: ${ENTRIES} network entries; ${N} decisions per row (${full.denied} denied)`);
 console.log(`${"".padEnd(44)}      p50 µs    p99 µs    decisions/s`);
 const row = (name: string, lat: number[] | null, rate: number) =>
