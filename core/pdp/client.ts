@@ -31,6 +31,8 @@ export interface PdpClientOptions {
   maxBackoffMs?: number;
   /** How long the PDP may take to start and load its policy (default 30000). */
   startTimeoutMs?: number;
+  /** How long a reload may take before the PDP counts as failed (default 10000). */
+  reloadTimeoutMs?: number;
   /** Told about starts, failures and reloads (the supervisor logs them). */
   onEvent?: (event: PdpEvent) => void;
   /** The command that runs the PDP (default: this program's `__pdp` mode). */
@@ -96,6 +98,7 @@ export class PdpClient {
       backoffMs: opts.backoffMs ?? 100,
       maxBackoffMs: opts.maxBackoffMs ?? 5000,
       startTimeoutMs: opts.startTimeoutMs ?? 30_000,
+      reloadTimeoutMs: opts.reloadTimeoutMs ?? 10_000,
     };
     this.#backoff = this.#opts.backoffMs;
   }
@@ -144,7 +147,8 @@ export class PdpClient {
         this.#fail(`policy-decision process did not answer within ${this.#opts.deadlineMs} ms`);
       }, this.#opts.deadlineMs);
       this.#pending.set(id, { resolve, timer });
-      this.#send(JSON.stringify({ id, ...req }) + "\n");
+      const { binary, host, port, method, path, query } = req;
+      this.#send(JSON.stringify({ id, binary, host, port, method, path, query }) + "\n");
     });
   }
 
@@ -154,16 +158,24 @@ export class PdpClient {
       if (this.#state !== "up") {
         return { ok: false, error: `cannot reload: ${this.#downReason}` };
       }
-      const reply = await this.#ask({ op: "reload", policy: policyText, file: policyFile });
+      const reply = await this.#ask(
+        { op: "reload", policy: policyText, file: policyFile },
+        this.#opts.reloadTimeoutMs,
+      );
       if (reply?.op === "reloaded") {
         this.#opts.policyText = policyText;
         this.#opts.policyFile = policyFile;
         this.#opts.onEvent?.({ kind: "reloaded", changed: reply.changed });
         return { ok: true, changed: reply.changed };
       }
+      if (reply === null) {
+        // A late answer would desynchronise the control pipe: treat the PDP as failed (it is
+        // restarted on the policy it had).
+        this.#fail("policy-decision process did not answer a reload");
+      }
       const error = reply?.op === "error"
         ? reply.error
-        : "policy-decision process did not answer the reload";
+        : "policy-decision process did not answer the reload; it is restarted on the previous policy";
       this.#opts.onEvent?.({ kind: "reload-refused", error });
       return { ok: false, error };
     };
@@ -268,7 +280,7 @@ export class PdpClient {
   }
 
   /** Sends a control message and waits for its reply (null on timeout or a closed pipe). */
-  async #ask(msg: ControlRequest, timeoutMs = 10_000): Promise<ControlReply | null> {
+  async #ask(msg: ControlRequest, timeoutMs: number): Promise<ControlReply | null> {
     const control = this.#control;
     const replies = this.#replies;
     if (control === null || replies === null) return null;

@@ -393,3 +393,46 @@ Deno.test({
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "a reload the PDP does not answer: refused, PDP restarted on the old policy",
+  ignore,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  const client = await PdpClient.start({
+    policyText: policyYaml(["example.org"]),
+    policyFile: "p.yaml",
+    runtimeDir: dir,
+    deadlineMs: 5000,
+    reloadTimeoutMs: 300,
+    backoffMs: 20,
+  });
+  try {
+    const pid = client.pid!;
+    Deno.kill(pid, "SIGSTOP");
+    const r = await client.reload(policyYaml(["example.net"]));
+    assert.equal(r.ok, false);
+    assert.match(
+      !r.ok ? r.error : "",
+      /did not answer the reload; it is restarted on the previous/,
+    );
+    await until("the restart", () => client.pid !== null && client.pid !== pid);
+    assert.equal(
+      (await client.decide({ binary: CURL, host: "example.org", port: 443 })).verdict,
+      "allow",
+    );
+    assert.equal(
+      (await client.decide({ binary: CURL, host: "example.net", port: 443 })).verdict,
+      "deny",
+    );
+    // The control pipe is in step again: the next reload works.
+    assert.equal((await client.reload(policyYaml(["example.net"]))).ok, true);
+    assert.equal(
+      (await client.decide({ binary: CURL, host: "example.net", port: 443 })).verdict,
+      "allow",
+    );
+  } finally {
+    await client.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
