@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { PdpClient } from "../../core/pdp/client.ts";
 import { loadPolicyText } from "../../core/pdp/main.ts";
 import type { DecisionRequest } from "../../core/policy/decision.ts";
-import { machineLine, percentile } from "./common.ts";
+import { machineLine, median, percentile } from "./common.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { decisions: { type: "string" } } });
 const N = Number(values.decisions ?? 20_000);
@@ -87,7 +87,7 @@ async function overSocket(policy: string) {
     deadlineMs: 5000,
   });
   try {
-    for (let i = 0; i < 2000; i++) await client.decide(reqs[i % reqs.length]);
+    for (let i = 0; i < 5000; i++) await client.decide(reqs[i % reqs.length]);
     const lat: number[] = [];
     let denied = 0;
     for (let i = 0; i < N; i++) {
@@ -132,6 +132,19 @@ row("PDP socket, one at a time", full.lat, full.sequentialRate);
 row(`PDP socket, ${IN_FLIGHT} in flight`, null, full.rate);
 row("PDP socket, empty policy (transport only)", empty.lat, empty.sequentialRate);
 row(`PDP socket, empty policy, ${IN_FLIGHT} in flight`, null, empty.rate);
+/** p99 of each fifth of the run: a burst from another process spoils one fifth, not all. */
+const fifths = (lat: number[]) =>
+  Array.from({ length: 5 }, (_, k) => {
+    const part = lat.slice((k * lat.length) / 5, ((k + 1) * lat.length) / 5);
+    return percentile(part, 99);
+  });
+for (const [name, r] of [["policy", full], ["empty policy", empty]] as const) {
+  const f = fifths(r.lat);
+  console.log(
+    `socket p99 per fifth of the run (${name}): ${f.map((x) => x.toFixed(0)).join(" ")} µs; ` +
+      `median ${median(f).toFixed(0)} µs`,
+  );
+}
 const p99 = percentile(full.lat, 99);
 console.log(
   `ratio socket/in-process: p50 ${
@@ -140,7 +153,9 @@ console.log(
     (full.rate / inRate).toFixed(3)
   }x`,
 );
+const typical = median(fifths(full.lat));
 console.log(
-  `goal p99 over the socket < 1000 µs: ${p99 < 1000 ? "met" : "NOT met"} (${p99.toFixed(0)} µs` +
-    `; transport alone ${percentile(empty.lat, 99).toFixed(0)} µs)`,
+  `goal p99 over the socket < 1000 µs: whole run ${p99 < 1000 ? "met" : "NOT met"} ` +
+    `(${p99.toFixed(0)} µs), median fifth ${typical < 1000 ? "met" : "NOT met"} ` +
+    `(${typical.toFixed(0)} µs)`,
 );
