@@ -215,7 +215,8 @@ export class PdpClient {
       proc = new Deno.Command(argv[0], {
         args: argv.slice(1),
         clearEnv: true,
-        env: selfEnv(),
+        // No JIT in the PDP: its filter can then refuse executable memory (lockdown.ts).
+        env: { ...selfEnv(), DENO_V8_FLAGS: "--jitless" },
         cwd: "/",
         stdin: "piped",
         stdout: "piped",

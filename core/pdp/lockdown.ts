@@ -24,6 +24,7 @@ import {
 import type { LockdownReport } from "./protocol.ts";
 
 const CLONE_THREAD = 0x00010000n;
+const PROT_EXEC = 4n;
 const PR_SET_NAME = 15n;
 const FIONBIO = 0x5421n;
 const FIOCLEX = 0x5451n;
@@ -50,11 +51,9 @@ export const ALLOWED_SYSCALLS: readonly string[] = [
   "epoll_pwait2",
   "epoll_ctl",
   "fstat",
-  // memory (V8 heap and JIT, allocator)
-  "mmap",
+  // memory (V8 heap, allocator); mmap and mprotect below
   "munmap",
   "mremap",
-  "mprotect",
   "madvise",
   "brk",
   "membarrier",
@@ -96,7 +95,16 @@ export const KILLING_SYSCALLS: readonly string[] = [
   "listen",
 ];
 
-export function pdpFilter(): SeccompFilter {
+/**
+ * True when V8 runs without its JIT (`DENO_V8_FLAGS=--jitless`, set by the client): then no
+ * executable memory is ever needed, and WebAssembly (which needs it) is absent.
+ */
+export function isJitless(): boolean {
+  return typeof WebAssembly === "undefined";
+}
+
+/** The PDP's filter. `noExecMemory`: refuse mmap/mprotect with PROT_EXEC (needs jitless V8). */
+export function pdpFilter(noExecMemory = isJitless()): SeccompFilter {
   const allow = (syscall: string, args?: SeccompRule["args"]): SeccompRule => ({
     syscall,
     action: "allow",
@@ -105,6 +113,12 @@ export function pdpFilter(): SeccompFilter {
   const rules: SeccompRule[] = [
     ...ALLOWED_SYSCALLS.map((s) => allow(s)),
     ...KILLING_SYSCALLS.map((syscall): SeccompRule => ({ syscall, action: "kill-process" })),
+    // Without a JIT, no new executable memory: injected code has nowhere to run.
+    ...["mmap", "mprotect"].map((syscall) =>
+      noExecMemory
+        ? allow(syscall, [{ arg: 2, op: "MASKED_EQ", mask: PROT_EXEC, value: 0n }])
+        : allow(syscall)
+    ),
     // new threads only (no new processes); clone3 hides its flags in memory, so it reports
     // ENOSYS and glibc falls back to clone.
     allow("clone", [{ arg: 0, op: "MASKED_EQ", mask: CLONE_THREAD, value: CLONE_THREAD }]),
@@ -130,8 +144,9 @@ export function lockDown(): LockdownReport {
   libc.prctl(libc.PR.SET_NO_NEW_PRIVS, 1n);
   libc.prctl(libc.PR.SET_DUMPABLE, 0n);
   const landlockAbi = restrictToNothing();
-  const { loaded } = loadFilter(pdpFilter());
-  return { landlockAbi, seccompRules: loaded };
+  const noExecMemory = isJitless();
+  const { loaded } = loadFilter(pdpFilter(noExecMemory));
+  return { landlockAbi, seccompRules: loaded, noExecMemory };
 }
 
 /**

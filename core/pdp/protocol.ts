@@ -37,6 +37,8 @@ export type ControlReply =
 export interface LockdownReport {
   landlockAbi: number;
   seccompRules: number;
+  /** V8 runs without a JIT and the filter refuses executable memory (mmap/mprotect PROT_EXEC). */
+  noExecMemory: boolean;
 }
 
 const LIMITS = {

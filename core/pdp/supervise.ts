@@ -90,7 +90,8 @@ export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
         class: "process",
         activity: "launch",
         process: { pid: e.pid, exe: "clawcage __pdp" },
-        reason: `landlock abi ${e.lockdown.landlockAbi}, seccomp ${e.lockdown.seccompRules} rules`,
+        reason: `landlock abi ${e.lockdown.landlockAbi}, seccomp ${e.lockdown.seccompRules} rules` +
+          (e.lockdown.noExecMemory ? ", no executable memory" : ""),
       });
     } else if (e.kind === "reloaded") {
       const what = e.changed.length ? `changed: ${e.changed.join(", ")}` : "no change";
