@@ -110,6 +110,10 @@ Deno.test({ name: "PDP is locked down before it answers (seen from /proc)", igno
   assert.ok(Number(status.Seccomp_filters) >= 1);
   const started = pdp.events.find((e) => e.kind === "started");
   assert.ok(started?.kind === "started" && started.lockdown.seccompRules > 40);
+  assert.ok(
+    started?.kind === "started" && started.lockdown.noExecMemory,
+    "jitless, no exec memory",
+  );
   // The PDP cannot open files any more, yet a reload (parsing needs no files) still works.
   const reloaded = await pdp.client.reload(policyYaml(["example.org"]));
   assert.deepEqual(reloaded, { ok: true, changed: ["network_policies"] });
