@@ -5,7 +5,13 @@ import { compilePolicy } from "../policy/decide.ts";
 import type { DecisionRequest } from "../policy/decision.ts";
 import { diffPolicies, isEmptyDiff } from "../policy/diff.ts";
 import { explain } from "../policy/explain.ts";
-import { loadPolicyFile, PolicyError, type PolicyProblem } from "../policy/load.ts";
+import {
+  formatProblem,
+  loadPolicyFile,
+  locate,
+  PolicyError,
+  type PolicyProblem,
+} from "../policy/load.ts";
 import {
   loadTiers,
   mergePresets,
@@ -16,12 +22,14 @@ import {
   TIER_NAMES,
 } from "../policy/presets.ts";
 import type { Policy } from "../policy/schema.ts";
+import { policyWarnings } from "../policy/warnings.ts";
 import { fail, printJson } from "./common.ts";
 
 const USAGE = `Usage:
   clawcage policy check FILE... [--json]
-      validate policies; every mistake as FILE:LINE:COLUMN: message (exit 1 if any)
-  clawcage policy explain FILE --binary PATH --host HOST --port PORT
+      validate policies; every mistake as FILE:LINE:COLUMN: message (exit 1 if any);
+      warnings (the policy loads, but probably does not mean what it says) do not fail
+  clawcage policy explain FILE --binary PATH [--parent PATH]... --host HOST --port PORT
                           [--method M --path P [--query Q]] [--json]
       the decision for one connection (or request, with --method and --path), the entry and
       rule that decided, or for a denial the nearest rule and why it did not match
@@ -66,11 +74,12 @@ function one(p: Parsed, name: string, required: boolean): string | undefined {
   return v[0];
 }
 
-type Loaded = { ok: true; policy: Policy } | { ok: false; problems: PolicyProblem[] };
+type Loaded = { ok: true; policy: Policy; text: string } | { ok: false; problems: PolicyProblem[] };
 
 async function load(file: string): Promise<Loaded> {
   try {
-    return { ok: true, policy: await loadPolicyFile(file) };
+    const policy = await loadPolicyFile(file);
+    return { ok: true, policy, text: await Deno.readTextFile(file) };
   } catch (e) {
     if (e instanceof PolicyError) return { ok: false, problems: e.problems };
     throw e;
@@ -91,8 +100,16 @@ async function check(args: string[]): Promise<number> {
     if (r.ok) {
       const entries = Object.values(r.policy.network_policies);
       const endpoints = entries.reduce((n, e) => n + e.endpoints.length, 0);
-      results.push({ file, ok: true, entries: entries.length, endpoints, problems: [] });
-      if (!p.json) console.log(`${file}: ok (${entries.length} entries, ${endpoints} endpoints)`);
+      const warnings = policyWarnings(r.policy).map((w) => ({
+        file,
+        ...locate(r.text, w.path),
+        message: `warning: ${w.path.join(".")}: ${w.message}`,
+      }));
+      results.push({ file, ok: true, entries: entries.length, endpoints, problems: [], warnings });
+      if (!p.json) {
+        for (const w of warnings) console.error(formatProblem(w));
+        console.log(`${file}: ok (${entries.length} entries, ${endpoints} endpoints)`);
+      }
     } else {
       failed = true;
       results.push({ file, ok: false, problems: r.problems });
@@ -104,7 +121,7 @@ async function check(args: string[]): Promise<number> {
 }
 
 async function explainCommand(args: string[]): Promise<number> {
-  const p = parse(args, ["binary", "host", "port", "method", "path", "query"]);
+  const p = parse(args, ["binary", "parent", "host", "port", "method", "path", "query"]);
   if (p.positional.length !== 1) fail("policy explain: give exactly one policy FILE");
   const port = Number(one(p, "port", true));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -117,6 +134,7 @@ async function explainCommand(args: string[]): Promise<number> {
   }
   const req: DecisionRequest = {
     binary: one(p, "binary", true)!,
+    ...(p.flags.has("parent") ? { ancestors: p.flags.get("parent") } : {}),
     host: one(p, "host", true)!,
     port,
     ...(method !== undefined ? { method: method.toUpperCase(), path } : {}),

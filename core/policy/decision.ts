@@ -15,6 +15,13 @@ export type Verdict = "allow" | "deny" | "audit-allow";
 export interface DecisionRequest {
   /** Absolute path of the executable that opened the connection; "" when unknown. */
   binary: string;
+  /**
+   * Executables of the parent processes of `binary`'s process, nearest first (from /proc, as
+   * the kernel reports them). OpenShell matches a policy's `binaries` against the executable or
+   * any of its parents (so a rule for /usr/bin/node covers the curl that node starts); absent
+   * or empty: only `binary` is matched.
+   */
+  ancestors?: string[];
   /** Host as the agent asked for it, lower-case, without a trailing dot; or an IP literal. */
   host: string;
   port: number;

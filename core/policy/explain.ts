@@ -30,9 +30,11 @@ function hostMatches(ep: CompiledEndpoint, host: string): boolean {
   return ep.host === undefined || (ep.hostRe ? ep.hostRe.test(host) : ep.host === host);
 }
 
-function binaryMatches(ep: CompiledEndpoint, binary: string): boolean {
-  return binary !== "" &&
+function binaryMatches(ep: CompiledEndpoint, req: DecisionRequest): boolean {
+  const one = (binary: string) =>
+    binary !== "" &&
     ep.binaries.some((b) => (b.exact !== undefined ? b.exact === binary : b.re!.test(binary)));
+  return one(req.binary) || (req.ancestors ?? []).some(one);
 }
 
 interface Candidate extends NearMiss {
@@ -105,7 +107,7 @@ export function explain(compiled: CompiledPolicy, req: DecisionRequest): Explana
       misses.push(`port ${req.port} is not ${[...ep.ports].join(" or ")}`);
       score += 1;
     }
-    if (!binaryMatches(ep, req.binary)) {
+    if (!binaryMatches(ep, req)) {
       const allowed = ep.binaries.map((b) => b.text).join(", ") || "no binaries";
       misses.push(`binary ${req.binary || "(unknown)"} is not one of: ${allowed}`);
       score += 2;

@@ -2,7 +2,14 @@
 
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import type { z } from "zod";
+import { UNSUPPORTED_ENDPOINT_KEYS } from "./network.ts";
 import { type Policy, policySchema } from "./schema.ts";
+
+/** OpenShell keys the schema recognises only to refuse them: not offered as expected keys. */
+const NOT_SUPPORTED_KEYS = new Set([
+  ...Object.keys(UNSUPPORTED_ENDPOINT_KEYS),
+  "network_middlewares",
+]);
 
 /** Policies larger than this are refused before parsing. */
 export const MAX_POLICY_BYTES = 1024 * 1024;
@@ -172,6 +179,23 @@ function positionOf(text: string, offset: number): { line: number; column: numbe
   return { line, column: offset - start + 1 };
 }
 
+/**
+ * Line and column of the node at `path` in a policy text that parsePolicy accepted (for
+ * warnings about a valid policy); the closest existing parent when the key is absent.
+ */
+export function locate(text: string, path: (string | number)[]): { line: number; column: number } {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter });
+  for (let n = path.length; n >= 0; n--) {
+    const node = lookup(doc.contents, path.slice(0, n)) as Node | undefined;
+    if (node?.range) {
+      const pos = lineCounter.linePos(node.range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return { line: 1, column: 1 };
+}
+
 function firstLine(s: string): string {
   return s.split("\n")[0];
 }
@@ -201,11 +225,12 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, at: At): PolicyPr
       : undefined;
     const known = knownKeys(path);
     const hint = suggest(key, known);
+    const listed = known.filter((k) => !NOT_SUPPORTED_KEYS.has(k));
     const message = `unknown key ${JSON.stringify(key)} in ${where}` +
       (hint
         ? ` (did you mean ${JSON.stringify(hint)}?)`
-        : known.length
-        ? ` (expected one of: ${known.join(", ")})`
+        : listed.length
+        ? ` (expected one of: ${listed.join(", ")})`
         : "");
     return at(
       (keyNode as Node | undefined)?.range?.[0] ?? (node as Node | undefined)?.range?.[0],

@@ -285,7 +285,81 @@ export const networkEntry = z.strictObject({
   binaries: z.array(binaryRef).default([]),
 });
 
+/** Whether two single labels (literal, `*`, or with `*` inside) can match the same label. */
+function labelsOverlap(a: string, b: string): boolean {
+  if (!a.includes("*") && !b.includes("*")) return a === b;
+  if (a === "*" || b === "*") return true;
+  if (!a.includes("*")) return compileGlob(b, ".").test(a);
+  if (!b.includes("*")) return compileGlob(a, ".").test(b);
+  // Both partial wildcards: their literal prefixes and suffixes must be compatible.
+  const pre = (x: string) => x.slice(0, x.indexOf("*"));
+  const suf = (x: string) => x.slice(x.lastIndexOf("*") + 1);
+  const compatible = (x: string, y: string, f: (s: string, t: string) => boolean) =>
+    f(x, y) || f(y, x);
+  return compatible(pre(a), pre(b), (s, t) => s.startsWith(t)) &&
+    compatible(suf(a), suf(b), (s, t) => s.endsWith(t));
+}
+
+/** Whether some host name matches both host patterns (lower-case, validated by hostProblem). */
+export function hostsOverlap(a: string, b: string): boolean {
+  const la = a.toLowerCase().replace(/\.$/, "").split(".");
+  const lb = b.toLowerCase().replace(/\.$/, "").split(".");
+  const starA = la[0] === "**";
+  const starB = lb[0] === "**";
+  const restA = starA ? la.slice(1) : la;
+  const restB = starB ? lb.slice(1) : lb;
+  if (!starA && !starB && la.length !== lb.length) return false;
+  // `**` stands for one or more labels: the other pattern needs more labels than the rest.
+  if (starA && !starB && lb.length <= restA.length) return false;
+  if (starB && !starA && la.length <= restB.length) return false;
+  const n = Math.min(restA.length, restB.length);
+  for (let i = 1; i <= n; i++) {
+    if (!labelsOverlap(restA[restA.length - i], restB[restB.length - i])) return false;
+  }
+  return true;
+}
+
+/** OpenShell: endpoints that can match the same host and port must agree on these settings. */
+function checkOverlaps(map: Record<string, NetworkEntry>, ctx: z.RefinementCtx): void {
+  const all: { entry: string; i: number; ep: Endpoint; ports: number[] }[] = [];
+  for (const [entry, e] of Object.entries(map)) {
+    e.endpoints.forEach((ep, i) => {
+      if (ep.host === undefined || hostProblem(ep.host) !== null) return;
+      all.push({ entry, i, ep, ports: ep.ports ?? (ep.port === undefined ? [] : [ep.port]) });
+    });
+  }
+  for (let j = 1; j < all.length; j++) {
+    const b = all[j];
+    for (let k = 0; k < j; k++) {
+      const a = all[k];
+      if (!a.ports.some((p) => b.ports.includes(p))) continue;
+      if (!hostsOverlap(a.ep.host!, b.ep.host!)) continue;
+      const inspected = (ep: Endpoint) => ep.protocol === "rest" || ep.protocol === "websocket";
+      const fields: [string, (ep: Endpoint) => string][] = [
+        ["tls", (ep) => ep.tls ?? "(none)"],
+        ["allowed_ips", (ep) => [...(ep.allowed_ips ?? [])].sort().join(", ") || "(none)"],
+      ];
+      if (inspected(a.ep) && inspected(b.ep)) {
+        fields.push(["protocol", (ep) => ep.protocol ?? "(none)"]);
+        fields.push(["enforcement", (ep) => ep.enforcement ?? "audit"]);
+      }
+      for (const [field, value] of fields) {
+        if (value(a.ep) === value(b.ep)) continue;
+        ctx.addIssue({
+          code: "custom",
+          path: [b.entry, "endpoints", b.i, field in b.ep ? field : "host"],
+          message:
+            `${field} ${value(b.ep)} differs from ${value(a.ep)} in ${a.entry}.endpoints[${a.i}] ` +
+            `(host ${a.ep.host}), which can match the same host and port; endpoints that overlap ` +
+            `must agree on ${field}`,
+        });
+      }
+    }
+  }
+}
+
 export const networkPolicies = z.record(z.string(), networkEntry).superRefine((map, ctx) => {
+  checkOverlaps(map, ctx);
   for (const key of Object.keys(map)) {
     if (key.startsWith("_provider_")) {
       ctx.addIssue({

@@ -12,17 +12,22 @@ export const absolutePath = z.string().superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
   } else if (p.split("/").includes("..")) {
     ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
+  } else if (p.length > 4096) {
+    ctx.addIssue({ code: "custom", message: "path is longer than 4096 characters" });
   } else if (p.includes("\0")) {
     ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
   }
 });
 
 export const filesystemPolicy = z.strictObject({
-  include_workdir: z.boolean().default(true),
+  /** As in OpenShell: true when the section is absent, false when it is present without it. */
+  include_workdir: z.boolean().default(false),
   read_only: z.array(absolutePath).default([]),
   read_write: z.array(absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
     message: "read_write must not include / (the whole filesystem)",
   })).default([]),
+}).refine((f) => f.read_only.length + f.read_write.length <= 256, {
+  message: "filesystem_policy lists more than 256 paths (OpenShell's limit)",
 });
 
 export const landlockPolicy = z.strictObject({

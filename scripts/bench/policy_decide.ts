@@ -16,7 +16,7 @@ import { machineLine, median, percentile } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { decisions: { type: "string", default: "20000" } },
+  options: { decisions: { type: "string", default: "10000" } },
 });
 const DECISIONS = Number(values.decisions);
 const ENTRIES = 200;
@@ -153,6 +153,10 @@ function measure(name: string, fn: (r: DecisionRequest) => unknown, reqs: Decisi
 }
 
 console.log(machineLine());
+try {
+  const load = Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  console.log(`load average: ${load} (latency tails grow with it; compare the ratio)`);
+} catch { /* not Linux */ }
 const policy = buildPolicy();
 const endpointCount = Object.values(policy.network_policies).reduce(
   (n, e) => n + e.endpoints.length,

@@ -217,3 +217,73 @@ Deno.test("policy presets: list, --add, --tier, unknown names", async () => {
   assert.match(bad.stderr, /unknown preset nmp/);
   await Deno.remove(merged);
 });
+
+Deno.test("policy check: warnings point at what probably does not mean what it says", async () => {
+  const p = await tempPolicy(`version: 1
+network_policies:
+  audit_by_default:
+    endpoints:
+      - {host: a.example.com, port: 443, protocol: rest, access: read-only}
+    binaries: [{path: /usr/bin/curl}]
+  nobody:
+    endpoints:
+      - {host: b.example.com, port: 443}
+`);
+  const r = await cli(["policy", "check", p]);
+  assert.equal(r.code, 0, "warnings do not fail the check");
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 2, r.stderr);
+  assert.match(lines[0], new RegExp(`^${p}:5:9: warning: .*enforcement defaults to audit`));
+  assert.match(lines[1], new RegExp(`^${p}:8:5: warning: .*entry nobody lists no binaries`));
+  const json = JSON.parse((await cli(["policy", "check", "--json", p])).stdout);
+  assert.equal(json.files[0].warnings.length, 2);
+  await Deno.remove(p);
+});
+
+Deno.test("policy presets: --tier onto your own --base keeps your entries and refuses clashes", async () => {
+  const base = await tempPolicy(`# my agent
+version: 1
+network_policies:
+  internal:
+    endpoints:
+      - {host: git.corp.example.com, port: 443, protocol: rest, enforcement: enforce, access: read-only}
+    binaries: [{path: /usr/bin/git}]
+`);
+  const r = await cli(["policy", "presets", "--tier", "balanced", "--base", base]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^# my agent/);
+  for (const name of ["internal:", "npm:", "anthropic:"]) assert.ok(r.stdout.includes(name), name);
+  const clash = await tempPolicy("version: 1\nnetwork_policies:\n  npm:\n    endpoints: []\n");
+  const c = await cli(["policy", "presets", "--add", "npm", "--base", clash]);
+  assert.equal(c.code, 1);
+  assert.match(c.stderr, /entry "npm" is also defined by/);
+  await Deno.remove(base);
+  await Deno.remove(clash);
+});
+
+Deno.test("policy check: warns when a deny rule /x/** leaves /x itself allowed", async () => {
+  const p = await tempPolicy(`version: 1
+network_policies:
+  api:
+    endpoints:
+      - host: a.example.com
+        port: 443
+        protocol: rest
+        enforcement: enforce
+        access: full
+        deny_rules:
+          - {method: "*", path: "/admin/**"}
+          - {method: "*", path: "/secret/**"}
+          - {method: "*", path: "/secret"}
+    binaries: [{path: /usr/bin/curl}]
+`);
+  const r = await cli(["policy", "check", p]);
+  assert.equal(r.code, 0);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(
+    lines[0],
+    /:11:33: warning: .*deny rule \/admin\/\*\* does not cover \/admin itself/,
+  );
+  await Deno.remove(p);
+});

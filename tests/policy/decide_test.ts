@@ -108,6 +108,8 @@ Deno.test("decide: request paths are canonicalised before matching (no bypass)",
   const get = (path: string) =>
     decide(rules, req("api.example.com", 443, { method: "GET", path })).verdict;
   assert.equal(get("/repos/a/../private/x"), "deny");
+  assert.equal(get("/repos/private"), "deny", "the bare path has its own deny rule");
+  assert.equal(get("/repos/private/"), "deny");
   assert.equal(get("/repos/%70rivate/x"), "deny");
   assert.equal(get("/repos//private/x"), "deny");
   assert.equal(get("/repos/./private/x"), "deny");
@@ -231,4 +233,41 @@ Deno.test("decide: bad ports and hosts are denied", () => {
   assert.equal(decide(rules, req("api.example.com", 0)).verdict, "deny");
   assert.equal(decide(rules, req("api.example.com", 70000)).verdict, "deny");
   assert.equal(decide(rules, req("", 443)).verdict, "deny");
+});
+
+Deno.test("decide: hosts that are not host names are denied, even under wildcards", () => {
+  for (
+    const host of [
+      "evil/x.cdn.example.com",
+      "a b.cdn.example.com",
+      "x.cdn.example.com\0",
+      "@.cdn.example.com",
+    ]
+  ) {
+    const d = decide(rules, req(host, 443));
+    assert.equal(d.verdict, "deny", host);
+    assert.match(d.reason, /is not a host name or IP address/);
+  }
+  assert.equal(decide(ws, req("a/b", 8080)).verdict, "deny", "hostless endpoints too");
+});
+
+Deno.test("decide: binary paths must be canonical to match (no ../ through a glob)", () => {
+  const java = (binary: string) => decide(rules, req("api.example.com", 443, { binary })).verdict;
+  assert.equal(java("/usr/lib/jvm/j21/bin/java"), "allow");
+  assert.equal(java("/usr/lib/jvm/../../../tmp/bin/java"), "deny");
+  assert.equal(java("/usr/lib/jvm//bin/java"), "deny");
+  assert.equal(java("/usr/lib/jvm/./bin/java"), "deny");
+  assert.equal(java("usr/bin/curl"), "deny");
+  assert.equal(java("/usr/bin/curl/"), "deny");
+});
+
+Deno.test("decide: a binary is also allowed through a listed parent process (OpenShell)", () => {
+  const viaNode = { binary: "/usr/bin/curl", ancestors: ["/usr/bin/bash", "/usr/bin/node"] };
+  const conn = decide(ws, req("realtime.example.com", 443, viaNode));
+  assert.equal(conn.verdict, "allow");
+  const noParent = decide(ws, req("realtime.example.com", 443, { ancestors: ["/usr/bin/bash"] }));
+  assert.equal(noParent.verdict, "deny");
+  assert.match(noParent.reason, /\/usr\/bin\/curl \(nor its parents \/usr\/bin\/bash\) may not/);
+  const bad = { binary: "/usr/bin/curl", ancestors: ["/usr/bin/../bin/node"] };
+  assert.equal(decide(ws, req("realtime.example.com", 443, bad)).verdict, "deny");
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { compileGlob, GlobSyntaxError } from "../../core/policy/glob.ts";
 
 const CASES: [string, "/" | ".", string, boolean][] = [
@@ -63,4 +64,36 @@ Deno.test("glob: several ** segments", () => {
   assert.equal(g.test("/a/b/x/c/d"), true);
   assert.equal(g.test("/x/b"), false);
   assert.equal(g.test("/a/x"), false);
+});
+
+/** The documented semantics as a (backtracking) RegExp: the oracle for the engine. */
+function oracle(pattern: string): RegExp {
+  const segs = pattern.split("/").map((seg) =>
+    /^\*{2,}$/.test(seg)
+      ? "\u0000"
+      : seg.replace(/\*+/g, "\u0001").split("").map((c) =>
+        c === "\u0001" ? "[^/]*" : c === "?" ? "[^/]" : c.replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      ).join("")
+  );
+  return new RegExp(`^${segs.join("/").replaceAll("\u0000", ".+")}$`, "s");
+}
+
+Deno.test("glob: the engine agrees with the RegExp oracle on random patterns and values", () => {
+  const piece = fc.constantFrom("a", "b", "/", "*", "**", "?");
+  fc.assert(
+    fc.property(
+      fc.array(piece, { minLength: 1, maxLength: 8 }).map((p) => p.join("")),
+      fc.array(fc.constantFrom("a", "b", "/", "ab"), { maxLength: 8 }).map((v) => v.join("")),
+      (pattern, value) => {
+        let g;
+        try {
+          g = compileGlob(pattern, "/");
+        } catch {
+          return; // more wildcards than allowed
+        }
+        assert.equal(g.test(value), oracle(pattern).test(value), `${pattern} vs ${value}`);
+      },
+    ),
+    { numRuns: 3000, seed: 7 },
+  );
 });

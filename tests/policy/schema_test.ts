@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parsePolicy } from "../../core/policy/load.ts";
+import { hostsOverlap } from "../../core/policy/network.ts";
 import { loadFixture, problems, withEndpoint } from "./helpers.ts";
 
 const FIXTURES = ["openshell_full.yaml", "rules.yaml", "websocket_tcp.yaml", "audit_mode.yaml"];
@@ -240,4 +241,79 @@ Deno.test("schema: a block scalar with deep indentation is text, not nesting", (
   for (let i = 0; i < 60; i++) text += " ".repeat(6 + i) + "line\n";
   text += "    endpoints: []\n";
   parsePolicy(text, "p.yaml");
+});
+
+Deno.test("schema: hostsOverlap", () => {
+  const yes: [string, string][] = [
+    ["api.example.com", "api.example.com"],
+    ["*.example.com", "api.example.com"],
+    ["**.example.com", "a.b.example.com"],
+    ["**.example.com", "*.example.com"],
+    ["**.example.com", "**.b.example.com"],
+    ["*-api.example.com", "eu-*.example.com"],
+    ["api.*.example.com", "api.eu.example.com"],
+  ];
+  const no: [string, string][] = [
+    ["api.example.com", "www.example.com"],
+    ["*.example.com", "a.b.example.com"],
+    ["**.example.com", "example.com"],
+    ["*.example.com", "*.example.org"],
+    ["a*.example.com", "b*.example.com"],
+    ["*-api.example.com", "*-web.example.com"],
+  ];
+  for (const [a, b] of yes) assert.ok(hostsOverlap(a, b) && hostsOverlap(b, a), `${a} ~ ${b}`);
+  for (const [a, b] of no) assert.ok(!hostsOverlap(a, b) && !hostsOverlap(b, a), `${a} !~ ${b}`);
+});
+
+Deno.test("schema: endpoints that can match the same host and port must agree", () => {
+  const policy = (a: string, b: string) =>
+    `version: 1
+network_policies:
+  one:
+    endpoints:
+      - ${a}
+    binaries: [{path: /usr/bin/curl}]
+  two:
+    endpoints:
+      - ${b}
+    binaries: [{path: /usr/bin/node}]
+`;
+  const tls = problems(policy(
+    "{host: a.example.com, port: 443}",
+    "{host: '*.example.com', port: 443, tls: skip}",
+  ));
+  assert.match(tls[0], /^p\.yaml:9:49: .*tls skip differs from \(none\) in one\.endpoints\[0\]/);
+  const ips = problems(policy(
+    "{host: a.example.com, ports: [80, 443], allowed_ips: [10.0.0.0/8]}",
+    "{host: a.example.com, port: 443}",
+  ));
+  assert.match(ips[0], /allowed_ips \(none\) differs from 10\.0\.0\.0\/8/);
+  const enforcement = problems(policy(
+    "{host: a.example.com, port: 443, protocol: rest, access: full, enforcement: enforce}",
+    "{host: '**.example.com', port: 443, protocol: rest, access: read-only}",
+  ));
+  assert.match(enforcement[0], /enforcement audit differs from enforce/);
+  // Different ports, or hosts that cannot overlap, are independent.
+  parsePolicy(
+    policy("{host: a.example.com, port: 443}", "{host: a.example.com, port: 80, tls: skip}"),
+    "p.yaml",
+  );
+  parsePolicy(
+    policy("{host: a.example.com, port: 443}", "{host: '*.example.org', port: 443, tls: skip}"),
+    "p.yaml",
+  );
+});
+
+Deno.test("schema: include_workdir defaults as in OpenShell (true only without the section)", () => {
+  assert.equal(parsePolicy("version: 1\n", "p.yaml").filesystem_policy.include_workdir, true);
+  const present = parsePolicy("version: 1\nfilesystem_policy:\n  read_only: [/usr]\n", "p.yaml");
+  assert.equal(present.filesystem_policy.include_workdir, false);
+});
+
+Deno.test("schema: OpenShell's filesystem limits: 4096-character paths, 256 paths", () => {
+  const long = problems(`version: 1\nfilesystem_policy:\n  read_only: [/${"a".repeat(4100)}]\n`);
+  assert.match(long[0], /^p\.yaml:3:15: .*longer than 4096/);
+  const many = Array.from({ length: 257 }, (_, i) => `/p${i}`).join(", ");
+  const tooMany = problems(`version: 1\nfilesystem_policy:\n  read_only: [${many}]\n`);
+  assert.match(tooMany[0], /^p\.yaml:3:3: filesystem_policy: .*more than 256 paths/);
 });

@@ -27,7 +27,7 @@ const opts = { argv: ["agent"], workdir: "/work", env: [], rootless: false };
 Deno.test("plan: grants only existing paths, adds the workdir, masks host secrets", () => {
   const plan = buildPlan(
     policy(
-      "filesystem_policy:\n  read_only: [/usr, /etc/, /missing]\n  read_write: [/tmp]\nprocess:\n  run_as_user: nobody\n",
+      "filesystem_policy:\n  include_workdir: true\n  read_only: [/usr, /etc/, /missing]\n  read_write: [/tmp]\nprocess:\n  run_as_user: nobody\n",
     ),
     opts,
     host(),
