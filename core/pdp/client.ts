@@ -147,8 +147,10 @@ export class PdpClient {
         this.#fail(`policy-decision process did not answer within ${this.#opts.deadlineMs} ms`);
       }, this.#opts.deadlineMs);
       this.#pending.set(id, { resolve, timer });
-      const { binary, host, port, method, path, query } = req;
-      this.#send(JSON.stringify({ id, binary, host, port, method, path, query }) + "\n");
+      const { binary, ancestors, host, port, method, path, query } = req;
+      this.#send(
+        JSON.stringify({ id, binary, ancestors, host, port, method, path, query }) + "\n",
+      );
     });
   }
 

@@ -41,6 +41,9 @@ export interface LockdownReport {
   noExecMemory: boolean;
 }
 
+/** At most this many ancestors (parent executables) per request. */
+export const MAX_ANCESTORS = 64;
+
 const LIMITS = {
   id: 128,
   binary: 4096,
@@ -68,7 +71,9 @@ export function parseRequest(line: string): { id: RequestId; req: DecisionReques
   if (!idOk) return { id: null, error: "id must be an integer or a string of at most 128 chars" };
   const fail = (error: string): ErrorReply => ({ id: id as RequestId, error });
   for (const key of Object.keys(v)) {
-    if (!(key in LIMITS) && key !== "port") return fail(`unknown field ${JSON.stringify(key)}`);
+    if (!(key in LIMITS) && key !== "port" && key !== "ancestors") {
+      return fail(`unknown field ${JSON.stringify(key)}`);
+    }
   }
   for (const key of ["binary", "host"] as const) {
     if (typeof v[key] !== "string") return fail(`${key} must be a string`);
@@ -83,10 +88,22 @@ export function parseRequest(line: string): { id: RequestId; req: DecisionReques
   if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
     return fail("port must be an integer from 0 to 65535");
   }
+  const ancestors = v.ancestors;
+  if (ancestors !== undefined) {
+    if (
+      !Array.isArray(ancestors) || ancestors.length > MAX_ANCESTORS ||
+      !ancestors.every((a) => typeof a === "string" && a.length <= LIMITS.binary)
+    ) {
+      return fail(
+        `ancestors must be a list of at most ${MAX_ANCESTORS} paths of at most ${LIMITS.binary} characters`,
+      );
+    }
+  }
   if ((v.method === undefined) !== (v.path === undefined)) {
     return fail("method and path come together (request level) or not at all (connection level)");
   }
   const req: DecisionRequest = { binary: v.binary as string, host: v.host as string, port };
+  if (ancestors !== undefined) req.ancestors = ancestors as string[];
   if (v.method !== undefined) req.method = v.method as string;
   if (v.path !== undefined) req.path = v.path as string;
   if (v.query !== undefined) req.query = v.query as string;

@@ -94,6 +94,14 @@ Deno.test({ name: "PDP answers connection- and request-level decisions", ignore 
     port: 443,
   });
   assert.equal(wrongBinary.verdict, "deny");
+  // A program started by an allowed one (ancestors, nearest first) goes over the wire too.
+  const child = await pdp.client.decide({
+    binary: "/usr/bin/python3",
+    ancestors: ["/bin/sh", CURL],
+    host: "api.github.com",
+    port: 443,
+  });
+  assert.equal(child.verdict, "allow", child.reason);
   // Many at once, answered in any interleaving by id.
   const many = await Promise.all(
     Array.from({ length: 500 }, (_, i) => ask(pdp.client, i % 2 ? "api.github.com" : "x.org")),

@@ -11,6 +11,15 @@ Deno.test("a connection-level and a request-level request parse", () => {
   const r = parseRequest(
     '{"id":"x","binary":"","host":"a.com","port":80,"method":"GET","path":"/p","query":"a=1"}',
   );
+  assert.deepEqual(
+    parseRequest(
+      '{"id":2,"binary":"/usr/bin/curl","ancestors":["/usr/bin/node"],"host":"a.com","port":443}',
+    ),
+    {
+      id: 2,
+      req: { binary: "/usr/bin/curl", ancestors: ["/usr/bin/node"], host: "a.com", port: 443 },
+    },
+  );
   assert.deepEqual(r, {
     id: "x",
     req: { binary: "", host: "a.com", port: 80, method: "GET", path: "/p", query: "a=1" },
@@ -29,6 +38,15 @@ Deno.test("bad requests are error replies that keep the id when there is one", (
     ['{"id":5,"binary":"","host":"a","port":1,"method":"GET"}', 5, /together/],
     ['{"id":6,"binary":"","host":"a","port":1,"extra":1}', 6, /unknown field/],
     [`{"id":7,"binary":"","host":"${"a".repeat(2000)}","port":1}`, 7, /longer/],
+    ['{"id":8,"binary":"","host":"a","port":1,"ancestors":"/bin/sh"}', 8, /ancestors/],
+    ['{"id":9,"binary":"","host":"a","port":1,"ancestors":[1]}', 9, /ancestors/],
+    [
+      `{"id":10,"binary":"","host":"a","port":1,"ancestors":${
+        JSON.stringify(Array(65).fill("/x"))
+      }}`,
+      10,
+      /at most 64/,
+    ],
   ];
   for (const [line, id, error] of cases) {
     const r = parseRequest(line);
