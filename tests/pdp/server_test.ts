@@ -15,6 +15,7 @@ Deno.test("any line gets exactly one JSON reply: a decision or an error, never a
     fc.record({
       id: fc.oneof(fc.integer(), fc.string({ maxLength: 140 }), fc.constant(null)),
       binary: fc.oneof(fc.constant(CURL), fc.string(), fc.integer()),
+      ancestors: fc.oneof(fc.array(fc.constantFrom(CURL, "/bin/sh", "")), fc.string()),
       host: fc.oneof(fc.constant("example.org"), fc.domain(), fc.string()),
       port: fc.oneof(fc.constant(443), fc.integer({ min: -5, max: 70000 }), fc.string()),
       method: fc.option(fc.constantFrom("GET", "POST", "", "get"), { nil: undefined }),
