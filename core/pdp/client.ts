@@ -12,7 +12,7 @@ import {
   type ControlRequest,
   type LockdownReport,
   MAX_CONTROL_LINE,
-  MAX_REQUEST_LINE,
+  MAX_REPLY_LINE,
   readLines,
   readStreamLines,
   writeAllBytes,
@@ -336,7 +336,7 @@ export class PdpClient {
 
   async #readDecisions(conn: Deno.UnixConn, generation: number): Promise<void> {
     try {
-      for await (const line of readLines(conn, MAX_REQUEST_LINE * 4)) {
+      for await (const line of readLines(conn, MAX_REPLY_LINE)) {
         if (typeof line !== "string") continue;
         let reply: { id?: unknown; error?: string } & Partial<Decision>;
         try {

@@ -14,6 +14,13 @@ import type { Decision, DecisionRequest } from "../policy/decision.ts";
 export const MAX_REQUEST_LINE = 16 * 1024;
 /** Longest control line: a policy of up to 1 MiB, JSON-escaped (at most 6 bytes per byte). */
 export const MAX_CONTROL_LINE = 7 * 1024 * 1024;
+/**
+ * Longest decision reply the client accepts. Replies carry policy text (entry names, allowed
+ * IPs), so they are bounded by the policy's size, like control lines.
+ */
+export const MAX_REPLY_LINE = MAX_CONTROL_LINE;
+/** A decision's `reason` is cut to this many characters (it is for people, and it echoes input). */
+export const MAX_REASON = 4096;
 
 export type RequestId = number | string;
 

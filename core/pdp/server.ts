@@ -9,6 +9,7 @@ import {
   type ControlRequest,
   LineSplitter,
   MAX_CONTROL_LINE,
+  MAX_REASON,
   MAX_REQUEST_LINE,
   parseRequest,
   readLines,
@@ -56,7 +57,11 @@ export function answerLine(policy: LoadedPolicy, line: string): string {
   const parsed = parseRequest(line);
   if ("error" in parsed) return JSON.stringify(parsed);
   try {
-    return JSON.stringify({ id: parsed.id, ...policy.decide(parsed.req) });
+    const decision = policy.decide(parsed.req);
+    if (decision.reason.length > MAX_REASON) {
+      decision.reason = decision.reason.slice(0, MAX_REASON - 1) + "…";
+    }
+    return JSON.stringify({ id: parsed.id, ...decision });
   } catch (e) {
     return JSON.stringify({ id: parsed.id, error: `decide failed: ${(e as Error).message}` });
   }

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadPolicyText } from "../../core/pdp/main.ts";
+import { MAX_REASON } from "../../core/pdp/protocol.ts";
 import { answerLine, reloadRefusal } from "../../core/pdp/server.ts";
 import { CURL, policyYaml } from "./helpers.ts";
 
@@ -80,4 +81,20 @@ Deno.test("reload: network_policies and privacy may change; any other section ma
     "p.yaml",
   );
   assert.equal(reloadRefusal(base, explicit), null);
+});
+
+Deno.test("a reason that echoes a long request is cut to MAX_REASON characters", () => {
+  const ancestors = Array.from({ length: 60 }, (_, i) => `/opt/${"d".repeat(200)}/${i}`);
+  const line = JSON.stringify({
+    id: 1,
+    binary: "/bin/x",
+    ancestors,
+    host: "example.org",
+    port: 443,
+  });
+  assert.ok(line.length < 16 * 1024);
+  const reply = JSON.parse(answerLine(policy, line));
+  assert.equal(reply.verdict, "deny");
+  assert.ok(reply.reason.length <= MAX_REASON, `${reply.reason.length}`);
+  assert.ok(reply.reason.endsWith("…"));
 });
