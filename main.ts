@@ -38,6 +38,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   models: async () => (await import("./core/cli/models.ts")).modelsCommand,
   __stage: async () => (await import("./core/sandbox/stage.ts")).stageMain,
   __print: async () => (await import("./core/cli/assets.ts")).printAssetCommand,
+  __pdp: async () => (await import("./core/pdp/main.ts")).pdpMain,
   version: () =>
     Promise.resolve((args: string[]) => {
       if (args.includes("--json")) {

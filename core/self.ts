@@ -15,10 +15,22 @@ export function isCompiled(): boolean {
 
 const MAIN = new URL("../main.ts", import.meta.url);
 
-/** The command line that runs this program with `args`. */
-export function selfCommand(args: string[]): string[] {
+/**
+ * The command line that runs this program with `args`. `denoFlags` go to `deno run` when
+ * running from source (ignored when compiled), e.g. `--no-code-cache` for the PDP, which may
+ * not touch Deno's cache files once locked down.
+ */
+export function selfCommand(args: string[], denoFlags: string[] = []): string[] {
   if (isCompiled()) return [Deno.execPath(), ...args];
-  return [Deno.execPath(), "run", ...PERMISSION_FLAGS, "--quiet", MAIN.pathname, ...args];
+  return [
+    Deno.execPath(),
+    "run",
+    ...PERMISSION_FLAGS,
+    "--quiet",
+    ...denoFlags,
+    MAIN.pathname,
+    ...args,
+  ];
 }
 
 /** Environment an internal mode needs from ours (the Deno cache when running from source). */

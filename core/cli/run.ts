@@ -2,7 +2,6 @@
 
 import { parseArgs } from "node:util";
 import { loadPolicyFile, PolicyError } from "../policy/load.ts";
-import { compilePolicy, decide } from "../policy/decide.ts";
 import { CredentialError, loadCredentials } from "../policy/credentials.ts";
 import { CredentialStore } from "../egress/placeholders.ts";
 import { buildPlan, callerIdentityProblem, PlanError } from "../sandbox/plan.ts";
@@ -15,8 +14,12 @@ import {
   runSandboxWithEgress,
 } from "../sandbox/supervisor.ts";
 import { UnknownPrincipalError } from "../sandbox/users.ts";
+import type { SandboxHooks } from "../sandbox/watch.ts";
 import { AuditSetupError, protectAuditDirs, RunAudit } from "../audit/run_audit.ts";
 import { auditSettings } from "../audit/settings.ts";
+import { startRunPdp } from "../pdp/supervise.ts";
+import { failClosed } from "../pdp/client.ts";
+import type { AuditEvent } from "../audit/events.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
 
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
@@ -38,6 +41,9 @@ Options:
       --no-audit      write no audit trail (otherwise the agent does not start without one)
   -q, --quiet         do not print the sandbox line on stderr
   -h, --help          show this help
+
+Policy decisions come from a locked-down process (clawcage __pdp); SIGHUP to clawcage re-reads
+the policy file and reloads network_policies and privacy (other sections need a restart).
 
 Exit status: the agent's (128+N when killed by signal N); 125 when the sandbox could not be
 built or the audit trail could not be written (the agent is then stopped at once), 126 when
@@ -107,23 +113,56 @@ export async function runCommand(args: string[]): Promise<number> {
       layers: describeLayers(plan).replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [],
       verbose: !values.quiet,
     });
-    // Egress: every connection the agent makes goes through the proxy, which asks the policy
-    // and records each connection and request in the audit trail (a refused record stops it).
-    const compiled = compilePolicy(policy);
-    const credentials = new CredentialStore(loadCredentials(policy.credentials));
     const recorder = audit.recorder;
+    const auditSink = {
+      record(event: AuditEvent) {
+        if (!recorder.record(event)) throw new Error("the audit trail cannot record");
+      },
+    };
+    // The PDP starts first and loads while the sandbox is built; until it answers, and whenever
+    // it is down, every decision is deny. If it cannot start at all, the sandbox is torn down.
+    const stopStart = new AbortController();
+    const pdp = startRunPdp({
+      policyFile: policyPath,
+      sandbox: recorder.sandbox,
+      audit: auditSink,
+      signal: stopStart.signal,
+    });
+    let failure: string | null = null;
+    const pdpFailure = pdp.then(
+      () => null,
+      (e: Error) => failure = `policy-decision process: ${e.message}`,
+    );
+    const never = new Promise<never>(() => {});
+    const hooks: SandboxHooks = {
+      ...audit.hooks,
+      // SIGHUP reloads network_policies and privacy from the policy file (the agent keeps running).
+      onHangup: () => void pdp.then((p) => p.reloadFromFile(), () => {}),
+      stop: Promise.race([
+        audit.hooks.stop ?? never,
+        pdpFailure.then((reason) => reason ?? never),
+      ]),
+    };
+    // Egress: every connection the agent makes goes through the proxy, which asks the PDP and
+    // records each connection and request in the audit trail (a refused record stops it).
+    const credentials = new CredentialStore(loadCredentials(policy.credentials));
     let code = SETUP_FAILED;
+    let pdpFailed: string | null = null;
     try {
       code = await runSandboxWithEgress(
         plan,
         {
-          decide: (req) => Promise.resolve(decide(compiled, req)),
-          credentials,
-          audit: {
-            record(event) {
-              if (!recorder.record(event)) throw new Error("the audit trail cannot record");
-            },
+          decide: async (req) => {
+            try {
+              return await (await pdp).client.decide(req);
+            } catch (e) {
+              return failClosed(
+                `the policy-decision process did not start: ${(e as Error).message}`,
+              );
+            }
           },
+          credentials,
+          audit: auditSink,
         },
         (routed) => {
           if (!values.quiet) console.error(describeLayers(routed));
@@ -132,11 +171,15 @@ export async function runCommand(args: string[]): Promise<number> {
             console.error(`clawcage: warning: ${problem}`);
           }
         },
-        audit.hooks,
+        hooks,
       );
+      pdpFailed = failure; // read before the abort below (which fails a start still running)
     } finally {
+      stopStart.abort(); // the agent is done: a PDP still starting is not needed any more
+      await pdp.then((p) => p.close(), () => {});
       code = await audit.finish(code);
     }
+    if (pdpFailed !== null) throw new UsageError(pdpFailed, SETUP_FAILED);
     return code;
   } catch (e) {
     if (e instanceof PolicyError) {

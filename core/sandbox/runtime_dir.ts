@@ -63,17 +63,26 @@ export function createRuntimeDir(
       base = xdg && xdg.startsWith("/") ? `${xdg}/clawcage-egress` : `/tmp/clawcage-egress-${uid}`;
     }
   }
-  if (opts.root) Deno.mkdirSync(base.slice(0, base.lastIndexOf("/")) || "/", { recursive: true });
   const mode = opts.root ? 0o700 : 0o711;
-  ensurePrivateDir(base, uid, mode);
   const path = `${base}/${id}`;
-  Deno.mkdirSync(path, { mode });
-  Deno.chmodSync(path, mode);
   let socketDir: string | null = null;
-  if (opts.root) {
-    socketDir = `${path}/bridge`;
-    Deno.mkdirSync(socketDir, { mode: 0o700 });
-    Deno.chownSync(socketDir, opts.agentUid, opts.agentGid);
+  try {
+    if (opts.root) {
+      Deno.mkdirSync(base.slice(0, base.lastIndexOf("/")) || "/", { recursive: true });
+    }
+    ensurePrivateDir(base, uid, mode);
+    Deno.mkdirSync(path, { mode });
+    Deno.chmodSync(path, mode);
+    if (opts.root) {
+      socketDir = `${path}/bridge`;
+      Deno.mkdirSync(socketDir, { mode: 0o700 });
+      Deno.chownSync(socketDir, opts.agentUid, opts.agentGid);
+    }
+  } catch (e) {
+    if (e instanceof RuntimeDirError) throw e;
+    throw new RuntimeDirError(
+      `egress proxy: cannot create its runtime directory in ${base}: ${(e as Error).message}`,
+    );
   }
   return {
     id,

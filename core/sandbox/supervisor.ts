@@ -173,6 +173,7 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
   ) {
     const fromTerminal = (sig === "SIGINT" || sig === "SIGQUIT") && !plan.forwardInterrupts;
     const handler = () => {
+      if (sig === "SIGHUP" && hooks.onHangup) return hooks.onHangup();
       // The terminal delivers SIGINT/SIGQUIT to the agent itself (same process group).
       if (fromTerminal) return;
       const pid = stagePid();

@@ -23,6 +23,8 @@ export interface SandboxHooks {
   onAgentExit?(agent: AgentExit): void;
   /** When this resolves, the supervisor kills the sandbox (every process in it) at once. */
   stop?: Promise<unknown>;
+  /** SIGHUP to the supervisor calls this (the policy reload) instead of reaching the agent. */
+  onHangup?(): void;
 }
 
 export interface SandboxWatch {

@@ -4,6 +4,7 @@ const BENCHES: Record<string, string> = {
   sandbox: "./sandbox.ts",
   audit: "./audit_throughput.ts",
   appliance: "./appliance.ts",
+  pdp: "./pdp_socket.ts",
   policy: "./policy_decide.ts",
   "audit-export": "./audit_export.ts",
   llama: "./llama.ts",
