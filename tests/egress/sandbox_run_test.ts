@@ -4,7 +4,7 @@
 // allow it), so the policy's allowed_ips is what lets the proxy connect.
 
 import assert from "node:assert/strict";
-import { systemProgram } from "../../core/self.ts";
+import { selfCommand, systemProgram } from "../../core/self.ts";
 import { cli } from "../helpers/cli.ts";
 import { sandboxSkipReason, systemProgramSkip } from "./sandbox_skip.ts";
 import { agentWorkdir } from "./sandbox_helpers.ts";
@@ -154,6 +154,96 @@ except e.HTTPError as x:
       assert.equal(denial.host, upstream.address);
       // Without the proxy there is no route out of the sandbox (curl: 7, couldn't connect).
       assert.equal(lines[2], "direct=7");
+    } finally {
+      await upstream.close();
+      await Deno.remove(workdir, { recursive: true });
+      await Deno.remove(site, { recursive: true });
+    }
+  },
+});
+
+async function waitForFile(path: string, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      await Deno.stat(path);
+      return;
+    } catch {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${path}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+Deno.test({
+  name: `egress run: SIGHUP reloads network_policies for the running agent; the PDP decides${
+    skip ? ` (skipped: ${skip})` : ""
+  }`,
+  ignore: skip !== null,
+  async fn() {
+    const site = await Deno.makeTempDir();
+    await Deno.writeTextFile(`${site}/hello.txt`, "hello\n");
+    const upstream = await namespacedUpstream(site);
+    const workdir = await agentWorkdir();
+    const policyFor = (binary: string) =>
+      `version: 1
+filesystem_policy:
+  include_workdir: true
+  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
+  read_write: [/dev/null]
+process:
+  run_as_user: nobody
+network_policies:
+  upstream:
+    endpoints:
+      - host: ${upstream.address}
+        port: ${upstream.port}
+        allowed_ips: [${upstream.address}/32]
+    binaries:
+      - path: ${binary}
+`;
+    try {
+      const policy = `${workdir}/policy.yaml`;
+      await Deno.writeTextFile(policy, policyFor("/usr/bin/curl"));
+      const get =
+        `curl -sS -o /dev/null -w '%{http_code}\\n' http://${upstream.address}:${upstream.port}/hello.txt`;
+      // One agent process throughout: it fetches, says so, waits for the reload, fetches again.
+      const script = `${get}; echo $$ > ${workdir}/ready;
+        while [ ! -e ${workdir}/go ]; do sleep 0.05; done; ${get}; echo $$`;
+      const argv = selfCommand([
+        "run",
+        "-q",
+        "-p",
+        policy,
+        "-w",
+        workdir,
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+      ]);
+      const child = new Deno.Command(argv[0], {
+        args: argv.slice(1),
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const output = child.output();
+      await waitForFile(`${workdir}/ready`, 20_000);
+      // The same endpoint, now for another binary only: curl loses it.
+      await Deno.writeTextFile(policy, policyFor("/usr/bin/wget"));
+      child.kill("SIGHUP");
+      await new Promise((r) => setTimeout(r, 1500));
+      await Deno.writeTextFile(`${workdir}/go`, "");
+      const out = await output;
+      const stdout = new TextDecoder().decode(out.stdout);
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      const [before, after, pid2] = stdout.trim().split("\n");
+      const pid1 = (await Deno.readTextFile(`${workdir}/ready`)).trim();
+      assert.equal(before, "200", stdout);
+      assert.equal(after, "403", stdout + stderr);
+      assert.equal(pid1, pid2, "the agent was not restarted");
+      assert.match(stderr, /policy reloaded from .*policy\.yaml \(changed: network_policies\)/);
     } finally {
       await upstream.close();
       await Deno.remove(workdir, { recursive: true });
