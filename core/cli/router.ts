@@ -48,7 +48,7 @@ export function parseListen(value: string): { hostname: string; port: number } {
   return { hostname: host.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
 }
 
-function defaultKeyPath(): string {
+export function defaultKeyPath(): string {
   const env = (name: string) => Deno.env.get(name);
   const dir = env("CLAWCAGE_STATE_DIR") ??
     (env("XDG_STATE_HOME") ? `${env("XDG_STATE_HOME")}/clawcage` : null) ??

@@ -19,6 +19,7 @@ import { AuditSetupError, protectAuditDirs, RunAudit } from "../audit/run_audit.
 import { auditSettings } from "../audit/settings.ts";
 import { startRunPdp } from "../pdp/supervise.ts";
 import { failClosed } from "../pdp/client.ts";
+import type { InferenceLocal } from "../sandbox/inference_local.ts";
 import type { AuditEvent } from "../audit/events.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
 
@@ -110,7 +111,9 @@ export async function runCommand(args: string[]): Promise<number> {
       policyPath,
       policySha256: await sha256File(policyPath),
       plan,
-      layers: describeLayers(plan).replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [],
+      // Every run routes the agent's traffic through the egress proxy (started below).
+      layers: (describeLayers(plan).replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [])
+        .map((l) => l.startsWith("network(") ? "network(egress proxy)" : l),
       verbose: !values.quiet,
     });
     const recorder = audit.recorder;
@@ -137,7 +140,13 @@ export async function runCommand(args: string[]): Promise<number> {
     const hooks: SandboxHooks = {
       ...audit.hooks,
       // SIGHUP reloads network_policies and privacy from the policy file (the agent keeps running).
-      onHangup: () => void pdp.then((p) => p.reloadFromFile(), () => {}),
+      // The privacy router (inference.local) follows when the PDP accepted the new policy.
+      onHangup: () =>
+        void pdp.then((p) => p.reloadFromFile()).then(async (r) => {
+          if (!r.ok || !inference || !r.changed.includes("privacy")) return;
+          const reloaded = await loadPolicyFile(policyPath);
+          if (reloaded.privacy) inference.reload(reloaded.privacy);
+        }).catch(() => {}),
       stop: Promise.race([
         audit.hooks.stop ?? never,
         pdpFailure.then((reason) => reason ?? never),
@@ -148,7 +157,24 @@ export async function runCommand(args: string[]): Promise<number> {
     const credentials = new CredentialStore(loadCredentials(policy.credentials));
     let code = SETUP_FAILED;
     let pdpFailed: string | null = null;
+    let inference: InferenceLocal | null = null;
     try {
+      if (policy.privacy) {
+        // http://inference.local: the privacy router, in this process, reached through the proxy.
+        // Loaded only here: the router pulls in the PII detector and the model runtime.
+        const local = await import("../sandbox/inference_local.ts");
+        try {
+          inference = await local.startInferenceLocal(policy.privacy, {
+            sandbox: recorder.sandbox,
+            record: (event) => void recorder.record(event),
+          });
+        } catch (e) {
+          if (!(e instanceof local.RouterConfigError)) throw e;
+          throw new UsageError(`${policyPath}: privacy: ${e.message}`, SETUP_FAILED);
+        }
+        plan.env.OPENAI_BASE_URL ??= "http://inference.local/v1";
+        plan.env.ANTHROPIC_BASE_URL ??= "http://inference.local";
+      }
       code = await runSandboxWithEgress(
         plan,
         {
@@ -163,6 +189,7 @@ export async function runCommand(args: string[]): Promise<number> {
           },
           credentials,
           audit: auditSink,
+          ...(inference ? { inferenceLocal: { port: inference.port } } : {}),
         },
         (routed) => {
           if (!values.quiet) console.error(describeLayers(routed));
@@ -177,6 +204,7 @@ export async function runCommand(args: string[]): Promise<number> {
     } finally {
       stopStart.abort(); // the agent is done: a PDP still starting is not needed any more
       await pdp.then((p) => p.close(), () => {});
+      await inference?.close();
       code = await audit.finish(code);
     }
     if (pdpFailed !== null) throw new UsageError(pdpFailed, SETUP_FAILED);

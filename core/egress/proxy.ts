@@ -100,7 +100,26 @@ export interface EgressProxyOptions {
   /** HTTPS inspection; without it, connections that need inspection are refused. */
   inspection?: InspectionOptions;
   credentials?: CredentialStore;
+  /**
+   * `http://inference.local` is served by the privacy router listening on this loopback port
+   * in the supervisor. The router applies the policy's privacy section itself, so these
+   * requests are not asked of the PDP; they are audited like any other request.
+   */
+  inferenceLocal?: { port: number };
 }
+
+/** The name agents use for the privacy router (plain HTTP, port 80). */
+export const INFERENCE_LOCAL_HOST = "inference.local";
+
+const INFERENCE_LOCAL_DECISION: Decision = {
+  verdict: "allow",
+  entry: "privacy",
+  rule: "inference.local",
+  reason: "inference.local is served by the privacy router (the policy's privacy section)",
+  inspect: false,
+  tlsSkip: false,
+  allowedIps: ["127.0.0.1/32"],
+};
 
 /** One client connection's state. */
 interface Conn {
@@ -413,7 +432,11 @@ export class EgressProxy {
 
     // Connection-level decision, once per target on this connection.
     const key = `${target.host}:${target.port}`;
-    let decision = fixed?.decision ?? conn.decisions.get(key);
+    const inference = !fixed && this.#opt.inferenceLocal !== undefined &&
+      target.host === INFERENCE_LOCAL_HOST && target.port === 80;
+    let decision = inference
+      ? INFERENCE_LOCAL_DECISION
+      : fixed?.decision ?? conn.decisions.get(key);
     if (!decision) {
       decision = await this.#decide({ ...who, host: target.host, port: target.port });
       // Bounded: a connection that visits many targets starts the cache over.
@@ -466,11 +489,15 @@ export class EgressProxy {
       up = null;
     }
     if (!up) {
-      up = await this.#openUpstream(conn, target, effective, fixed?.tls ?? false);
+      const to: Target = inference
+        ? { host: "127.0.0.1", kind: "ipv4", port: this.#opt.inferenceLocal!.port }
+        : target;
+      up = await this.#openUpstream(conn, to, effective, fixed?.tls ?? false);
       if (!up) {
         audit(effective, 502);
         return { upstream: null, keepAlive: false };
       }
+      if (inference) up.key = upKey; // kept for the next inference.local request
     }
     io.ip = up.ip;
 

@@ -35,6 +35,8 @@ export interface EgressOptions {
   sandboxId?: string;
   /** Default: /run/clawcage (root) or $XDG_RUNTIME_DIR/clawcage-egress (see runtime_dir.ts). */
   runtimeBase?: string;
+  /** The privacy router's loopback port: serves http://inference.local to the agent. */
+  inferenceLocal?: { port: number };
 }
 
 export interface RunningEgress {
@@ -62,6 +64,7 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
       audit: opts.audit,
       resolve: opts.resolve,
       credentials: opts.credentials,
+      inferenceLocal: opts.inferenceLocal,
       ...(ca ? { inspection: { ca, upstreamCa: opts.upstreamCa } } : {}),
     });
     let proxyPort: number | null = null;
