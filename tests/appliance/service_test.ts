@@ -447,6 +447,10 @@ privacy:
       assert.equal(code, 200, svc.output);
       assert.equal(up.received.at(-1)!.headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
       assert.equal((up.received.at(-1)!.json as { model: string }).model, "m1");
+      // The agent starts after its sandbox (and PDP) are up: wait for its line.
+      for (let i = 0; i < 200 && !/\[who\] uid=1\n/.test(svc.output); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.match(svc.output, /\[who\] uid=1\n/);
 
       await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m2"));
