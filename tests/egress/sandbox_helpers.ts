@@ -164,3 +164,13 @@ export async function runThroughProxy(
   );
   return { ...await agentResult(workdir, code), plan: routed! };
 }
+
+/** The filesystem and process sections of the egress tests' policies (agent runs as nobody). */
+export const AGENT_POLICY_HEAD = `version: 1
+filesystem_policy:
+  include_workdir: true
+  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
+  read_write: [/dev/null]
+process:
+  run_as_user: nobody
+`;

@@ -8,7 +8,7 @@ import { readRecords } from "../../core/audit/read.ts";
 import { CLOUD_KEY } from "../router/helpers.ts";
 import { openaiUpstream } from "../router/upstreams.ts";
 import { sandboxSkipReason, systemProgramSkip } from "./sandbox_skip.ts";
-import { agentWorkdir } from "./sandbox_helpers.ts";
+import { AGENT_POLICY_HEAD, agentWorkdir } from "./sandbox_helpers.ts";
 
 const skip = sandboxSkipReason() ?? systemProgramSkip(["curl"]);
 if (skip) console.log(`skipping inference.local tests: ${skip}`);
@@ -27,14 +27,7 @@ Deno.test({
       const policy = `${workdir}/policy.yaml`;
       await Deno.writeTextFile(
         policy,
-        `version: 1
-filesystem_policy:
-  include_workdir: true
-  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
-  read_write: [/dev/null]
-process:
-  run_as_user: nobody
-privacy:
+        `${AGENT_POLICY_HEAD}privacy:
   backends:
     nemotron: { type: openai, base_url: "${local.url}/v1", model: nemotron-local }
     frontier:

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { selfCommand, systemProgram } from "../../core/self.ts";
 import { cli } from "../helpers/cli.ts";
 import { sandboxSkipReason, systemProgramSkip } from "./sandbox_skip.ts";
-import { agentWorkdir } from "./sandbox_helpers.ts";
+import { AGENT_POLICY_HEAD, agentWorkdir } from "./sandbox_helpers.ts";
 
 const ip = systemProgram("ip");
 const skip = sandboxSkipReason() ?? systemProgramSkip(["curl", "python3"]) ??
@@ -28,6 +28,19 @@ interface Upstream {
 }
 
 /** python3 http.server in a fresh network namespace, reachable from the host over a veth. */
+/** A policy that lets `binary` reach the namespaced upstream. */
+function upstreamPolicy(upstream: Upstream, binary: string): string {
+  return `${AGENT_POLICY_HEAD}network_policies:
+  upstream:
+    endpoints:
+      - host: ${upstream.address}
+        port: ${upstream.port}
+        allowed_ips: [${upstream.address}/32]
+    binaries:
+      - path: ${binary}
+`;
+}
+
 async function namespacedUpstream(dir: string): Promise<Upstream> {
   const n = crypto.getRandomValues(new Uint8Array(1))[0];
   const tag = crypto.getRandomValues(new Uint32Array(1))[0].toString(36).slice(0, 5);
@@ -105,25 +118,7 @@ Deno.test({
     const workdir = await agentWorkdir();
     try {
       const policy = `${workdir}/policy.yaml`;
-      await Deno.writeTextFile(
-        policy,
-        `version: 1
-filesystem_policy:
-  include_workdir: true
-  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
-  read_write: [/dev/null]
-process:
-  run_as_user: nobody
-network_policies:
-  upstream:
-    endpoints:
-      - host: ${upstream.address}
-        port: ${upstream.port}
-        allowed_ips: [${upstream.address}/32]
-    binaries:
-      - path: /usr/bin/curl
-`,
-      );
+      await Deno.writeTextFile(policy, upstreamPolicy(upstream, "/usr/bin/curl"));
       const url = `http://${upstream.address}:${upstream.port}`;
       const script = `curl -sS ${url}/hello.txt;
         /usr/bin/python3 -c '
@@ -185,23 +180,7 @@ Deno.test({
     await Deno.writeTextFile(`${site}/hello.txt`, "hello\n");
     const upstream = await namespacedUpstream(site);
     const workdir = await agentWorkdir();
-    const policyFor = (binary: string) =>
-      `version: 1
-filesystem_policy:
-  include_workdir: true
-  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
-  read_write: [/dev/null]
-process:
-  run_as_user: nobody
-network_policies:
-  upstream:
-    endpoints:
-      - host: ${upstream.address}
-        port: ${upstream.port}
-        allowed_ips: [${upstream.address}/32]
-    binaries:
-      - path: ${binary}
-`;
+    const policyFor = (binary: string) => upstreamPolicy(upstream, binary);
     try {
       const policy = `${workdir}/policy.yaml`;
       await Deno.writeTextFile(policy, policyFor("/usr/bin/curl"));
