@@ -102,6 +102,9 @@ export async function runCommand(args: string[]): Promise<number> {
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
+    // Secrets the proxy substitutes for placeholders (read before anything starts: a missing
+    // one is a one-line error).
+    const credentials = new CredentialStore(loadCredentials(policy.credentials));
     const settings = auditSettings(policy.audit, {
       dir: values["audit-dir"],
       disabled: values["no-audit"],
@@ -154,7 +157,6 @@ export async function runCommand(args: string[]): Promise<number> {
     };
     // Egress: every connection the agent makes goes through the proxy, which asks the PDP and
     // records each connection and request in the audit trail (a refused record stops it).
-    const credentials = new CredentialStore(loadCredentials(policy.credentials));
     let code = SETUP_FAILED;
     let pdpFailed: string | null = null;
     let inference: InferenceLocal | null = null;
