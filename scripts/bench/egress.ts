@@ -4,7 +4,9 @@
 //     proxy (srt, plain and CONNECT) and through a socat TCP relay (an L4 floor: socat has no
 //     CONNECT server, so it relays a fixed port without any HTTP parsing);
 //   - a 100 MB download (best of three): throughput of each path as a ratio of direct;
-//   - 500 concurrent connections (4 requests each) through our proxy and srt: errors, rate.
+//   - 500 concurrent connections (4 requests each) through our proxy and srt: errors, rate;
+//   - the same proxy recording every connection and request in a real audit log (hash chain,
+//     batched fsync): the audit trail's cost to a busy proxy, as a ratio.
 //
 //   deno task bench egress [--iterations N] [--mb M] [--concurrency C]
 //
@@ -21,6 +23,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { InspectionCa } from "../../core/egress/ca.ts";
 import { EgressProxy } from "../../core/egress/proxy.ts";
+import { AuditLog } from "../../core/audit/writer.ts";
 import { upstreamPki } from "../../tests/egress/helpers.ts";
 import { machineLine, percentile, which } from "./common.ts";
 
@@ -33,6 +36,7 @@ const { values } = parseArgs({
     role: { type: "string" },
     dir: { type: "string" },
     "https-port": { type: "string" },
+    audit: { type: "string" },
   },
 });
 
@@ -75,8 +79,13 @@ async function upstreamRole(dir: string): Promise<void> {
 async function proxyRole(dir: string, httpsPort: number): Promise<void> {
   const pki = JSON.parse(Deno.readTextFileSync(join(dir, "pki.json")));
   const ca = await InspectionCa.create("bench");
-  ca.writeCert(dir);
+  if (!values.audit) ca.writeCert(dir); // the inspected-HTTPS path uses the first proxy's CA
+  // With --audit DIR: every connection and request goes to a real audit log (default fsync).
+  const log = values.audit
+    ? await AuditLog.open(join(values.audit, "log"), { keyDir: join(values.audit, "key") })
+    : null;
   const proxy = new EgressProxy({
+    ...(log ? { audit: log } : {}),
     sandbox: "bench",
     decide: (q) =>
       Promise.resolve({
@@ -322,6 +331,18 @@ try {
     String(httpsPort),
   ]);
   const proxyPort = Number((await readMatch(ours.stdout, /PORT (\d+)/))[1]);
+  const audited = spawn(Deno.execPath(), [
+    ...run,
+    "--role",
+    "proxy",
+    "--dir",
+    dir,
+    "--https-port",
+    String(httpsPort),
+    "--audit",
+    join(dir, "audit"),
+  ]);
+  const auditedPort = Number((await readMatch(audited.stdout, /PORT (\d+)/))[1]);
   const ourCa = Deno.readTextFileSync(join(dir, "clawcage-ca.pem"));
 
   const direct = (port: number, name = "direct"): Path => ({
@@ -359,6 +380,7 @@ try {
     direct(httpPort),
     viaProxy(proxyPort, "clawcage plain HTTP"),
     viaConnect(proxyPort, "clawcage CONNECT tunnel"),
+    viaProxy(auditedPort, "clawcage plain HTTP + audit"),
   ];
   let srtPort = 0;
   const srt = await srtScript();
@@ -457,10 +479,22 @@ try {
   }
 
   console.log(`\n${CONNS} concurrent connections x 4 requests:`);
+  const rps = new Map<string, number>();
   for (const p of paths.filter((x) => /plain HTTP/.test(x.name))) {
     const r = await concurrent(p, CONNS);
     console.log(`  ${p.name.padEnd(30)} errors ${r.errors}  ${r.rps.toFixed(0)} req/s`);
+    rps.set(p.name, r.rps);
   }
+  const plain = lat.get("clawcage plain HTTP")!,
+    withAudit = lat.get("clawcage plain HTTP + audit")!;
+  console.log(
+    `\naudit trail's cost to the proxy: p50 ${
+      ((withAudit.p50 / plain.p50 - 1) * 100).toFixed(1)
+    } % per request; throughput under ${CONNS} connections ${
+      ((1 - rps.get("clawcage plain HTTP + audit")! / rps.get("clawcage plain HTTP")!) * 100)
+        .toFixed(1)
+    } % lower (goal: under 5 %)`,
+  );
 } finally {
   for (const c of children) {
     try {
