@@ -76,6 +76,9 @@ function commandStart(args: string[]): number {
 const SETUP_FAILED = 125;
 
 export async function runCommand(args: string[]): Promise<number> {
+  // SIGHUP means "reload the policy"; until the sandbox's handler takes over, a SIGHUP must not
+  // kill us (the policy-decision process reads the file as it is when it starts anyway).
+  Deno.addSignalListener("SIGHUP", () => {});
   const split = commandStart(args);
   const { values, positionals } = parseRunArgs(args.slice(0, split));
   if (values.help) {

@@ -21,7 +21,7 @@ export interface RouterBackend {
 export interface ReloadReport {
   at: string;
   ok: boolean;
-  /** One line per change: "agent a: started", "agent b: policy changed, not applied: ...". */
+  /** One line per change: "agent a: started", "agent b: policy file changed, reload sent ...". */
   changes: string[];
   error?: string;
 }
@@ -39,9 +39,15 @@ export interface ServiceStatus {
   last_reload: ReloadReport | null;
 }
 
-/** Agents' policies can change only with a restart until `clawcage run` can reload live. */
-export const POLICY_NOT_APPLIED =
-  "policy file changed, not applied: clawcage run has no live policy reload yet; restart the service (or change the agent's entry) to apply it";
+/**
+ * An agent's changed policy file is passed to its `clawcage run` with SIGHUP: network_policies and
+ * privacy reload live; a change to any other section is refused there (it says so in the agent's
+ * log) and needs a restart.
+ */
+export const POLICY_RELOADED =
+  "policy file changed, reload sent (SIGHUP): network_policies and privacy apply live; other sections need a restart (see the agent's log)";
+export const POLICY_NOT_RUNNING =
+  "policy file changed; the agent is not running, it will read it when it starts";
 
 interface Entry {
   child: Child;
@@ -153,8 +159,8 @@ export class Service {
 
   /**
    * Applies a new configuration: starts new agents, stops removed ones, restarts changed ones.
-   * An agent whose entry is unchanged but whose policy file changed keeps running on the old
-   * policy (reported). The router re-reads its policy's privacy section on SIGHUP.
+   * An agent whose entry is unchanged but whose policy file changed gets SIGHUP (its `clawcage run`
+   * reloads network_policies and privacy live). The router re-reads its policy's privacy section on SIGHUP.
    */
   async reload(next: ServiceConfig): Promise<ReloadReport> {
     const changes: string[] = [];
@@ -185,8 +191,13 @@ export class Service {
         this.#agents.delete(name);
         await this.#addAgent(name, a);
         changes.push(`agent ${name}: changed, restarted`);
-      } else if ((await fileHash(a.policy)) !== entry.policyHash) {
-        changes.push(`agent ${name}: ${POLICY_NOT_APPLIED}`);
+      } else {
+        const hash = await fileHash(a.policy);
+        if (hash !== entry.policyHash) {
+          entry.policyHash = hash;
+          const sent = entry.child.signal("SIGHUP");
+          changes.push(`agent ${name}: ${sent ? POLICY_RELOADED : POLICY_NOT_RUNNING}`);
+        }
       }
     }
     const r = this.#router;

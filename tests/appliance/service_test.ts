@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
-import { POLICY_NOT_APPLIED } from "../../core/service/service.ts";
+import { POLICY_RELOADED } from "../../core/service/service.ts";
 import { countDenials } from "../../core/service/denials.ts";
 import {
   Child,
@@ -309,13 +309,27 @@ Deno.test({
       assert.deepEqual(await waitNoProcesses("sleep\x007301"), [], "alpha's old agent is gone");
       assert.equal(s.denials_last_hour.count, 1, "still counted after the reload");
 
-      // A changed policy file under an unchanged entry: reported, nothing restarted.
+      // A changed policy file under an unchanged entry: the agent's run reloads it live.
+      for (let i = 0; i < 200 && !/\[gamma\] clawcage: sandbox: /.test(svc.output); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const gammaPid = byName(s, "gamma").pid;
       let previous = s.last_reload!.at;
       await Deno.writeTextFile(`${dir}/policy.yaml`, "\n# edited\n", { append: true });
       svc.child.kill("SIGHUP");
       s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the second reload");
-      assert.ok(s.last_reload!.changes.includes(`agent gamma: ${POLICY_NOT_APPLIED}`));
+      assert.ok(s.last_reload!.changes.includes(`agent gamma: ${POLICY_RELOADED}`));
+      for (
+        let i = 0;
+        i < 100 && !/\[gamma\] clawcage: policy reloaded from /.test(svc.output);
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(
+        svc.output,
+        /\[gamma\] clawcage: policy reloaded from \S+policy\.yaml \(no change\)/,
+      );
       assert.equal(byName(s, "gamma").pid, gammaPid);
 
       // An invalid configuration is refused; the agents keep running.
