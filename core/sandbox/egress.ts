@@ -1,7 +1,7 @@
 // Egress for one sandbox, on the supervisor's side: the runtime directory, the egress proxy
 // (on a unix socket for the stage's bridge, or on a loopback TCP port rootless), the CA bundle
 // the agent trusts, and tearing all of it down. The decision function is one parameter: the
-// in-process decide() today, the PDP client later.
+// PDP client in `clawcage run`, or decide() bound to a policy in tests and benchmarks.
 
 import {
   type AuditSink,
