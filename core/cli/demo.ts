@@ -1,13 +1,20 @@
-// `clawcage demo`: one real sandbox on the embedded default policy, running a shell script of
-// allowed and denied actions, each printed with what the kernel answered.
+// `clawcage demo`: one real sandbox on the embedded default policy, started exactly as
+// `clawcage run` starts one (policy-decision process, egress proxy, bridge), running a shell
+// script of allowed and denied actions, each printed with what the kernel or the proxy answered.
 
 import { geteuid } from "../../ffi/libc.ts";
 import { loadPolicyFile } from "../policy/load.ts";
 import { buildPlan } from "../sandbox/plan.ts";
-import { describeLayers, hostView, preflight, runSandbox } from "../sandbox/supervisor.ts";
+import { hostView, preflight } from "../sandbox/supervisor.ts";
+import { selfCommand } from "../self.ts";
 import { embeddedPolicyPath } from "./common.ts";
 
 type Result = "allowed" | "denied";
+
+/** A plain-HTTP GET through $HTTP_PROXY with bash's /dev/tcp; succeeds only on a 200. */
+const FETCH_VIA_PROXY = "bash -c 'p=${HTTP_PROXY#http://}; exec 3<>/dev/tcp/${p%:*}/${p##*:} && " +
+  'printf "GET http://example.com/ HTTP/1.1\\r\\nHost: example.com\\r\\nConnection: close\\r\\n\\r\\n" >&3 && ' +
+  'head -n 1 <&3 | grep -q " 200 "\'';
 /** [description, expected, shell command, expected when rootless]. Each runs in the sandbox. */
 export const DEMO_ACTIONS: [string, Result, string, Result?][] = [
   ["list the system's programs (/usr/bin)", "allowed", "ls /usr/bin"],
@@ -30,6 +37,9 @@ export const DEMO_ACTIONS: [string, Result, string, Result?][] = [
   // Rootless mode has no PID namespace: host processes stay visible (but not ptrace-able).
   ["see the host's processes", "denied", 'test -e "/proc/${DEMO_HOST_PID}"', "allowed"],
   ["reach a TCP port on the host", "denied", "bash -c 'exec 3<>/dev/tcp/127.0.0.1/${DEMO_PORT}'"],
+  // Through the egress proxy (HTTP_PROXY): no network_policies entry allows it, so the PDP says
+  // deny and the proxy answers 403 without resolving or contacting the host.
+  ["fetch http://example.com/ through the egress proxy", "denied", FETCH_VIA_PROXY],
   ["mount a filesystem", "denied", "mount -t tmpfs none /tmp"],
   ["create a user namespace (unshare -U)", "denied", "unshare -U true"],
 ];
@@ -61,22 +71,39 @@ export async function demoCommand(_args: string[]): Promise<number> {
     for await (const conn of listener) conn.close();
   })();
   try {
-    const policyPath = embeddedPolicyPath("default.yaml");
-    const policy = await loadPolicyFile(policyPath);
-    const host = hostView();
+    // Checked here first so that a host problem is one line before anything starts.
+    const policy = await loadPolicyFile(embeddedPolicyPath("default.yaml"));
     const plan = buildPlan(policy, {
-      argv: ["/bin/sh", "-c", script(!root)],
+      argv: ["/bin/sh", "-c", "true"],
       workdir,
-      env: [`DEMO_PORT=${(listener.addr as Deno.NetAddr).port}`, `DEMO_HOST_PID=${Deno.pid}`],
+      env: [],
       rootless: !root,
-    }, host);
+    }, hostView());
     if (root) await Deno.chown(workdir, plan.user.uid, plan.user.gid);
     preflight(plan);
     console.log(`clawcage demo: the embedded default policy, working directory ${workdir}`);
     if (!root) console.log("(not root: rootless mode, Landlock + seccomp without namespaces)");
-    console.log(describeLayers(plan).replace(/^clawcage: /, ""));
-    console.log("");
-    const code = await runSandbox(plan);
+    const argv = selfCommand([
+      "run",
+      ...(root ? [] : ["--rootless"]),
+      "--no-audit",
+      "-w",
+      workdir,
+      "-e",
+      `DEMO_PORT=${(listener.addr as Deno.NetAddr).port}`,
+      "-e",
+      `DEMO_HOST_PID=${Deno.pid}`,
+      "--",
+      "/bin/sh",
+      "-c",
+      script(!root),
+    ]);
+    const { code } = await new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
     console.log(
       code === 0
         ? "\nEvery action behaved as the policy says. Try: clawcage run -- /bin/sh"
