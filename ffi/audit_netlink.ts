@@ -2,6 +2,8 @@
 // audit records from the read-only multicast group. Needs CAP_AUDIT_READ (group) and
 // CAP_AUDIT_CONTROL (status set). No interpretation of records here: callers parse the text.
 
+import { lastErrno, strerror } from "./libc.ts";
+
 const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
@@ -10,8 +12,6 @@ const symbols = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -40,18 +40,8 @@ export const AUDIT = {
 
 export class NetlinkError extends Error {
   constructor(readonly call: string, readonly errno: number) {
-    super(`${call}: ${describe(errno)}`);
+    super(`${call}: ${strerror(errno)} (errno ${errno})`);
   }
-}
-
-function errnoNow(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-}
-
-function describe(e: number): string {
-  const p = libc().strerror(e);
-  return `${p === null ? "error" : new Deno.UnsafePointerView(p).getCString()} (errno ${e})`;
 }
 
 export interface AuditMessage {
@@ -90,13 +80,13 @@ export class AuditSocket {
    */
   static open(groups = 0): AuditSocket {
     const fd = libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_AUDIT);
-    if (fd < 0) throw new NetlinkError("socket(NETLINK_AUDIT)", errnoNow());
+    if (fd < 0) throw new NetlinkError("socket(NETLINK_AUDIT)", lastErrno());
     const addr = new Uint8Array(12);
     const v = new DataView(addr.buffer);
     v.setUint16(0, AF_NETLINK, true);
     v.setUint32(8, groups, true);
     if (libc().bind(fd, addr, 12) !== 0) {
-      const e = errnoNow();
+      const e = lastErrno();
       libc().close(fd);
       throw new NetlinkError("bind(NETLINK_AUDIT)", e);
     }
@@ -125,7 +115,7 @@ export class AuditSocket {
     const dst = new Uint8Array(12);
     new DataView(dst.buffer).setUint16(0, AF_NETLINK, true);
     const n = libc().sendto(this.fd, buf, BigInt(buf.length), 0, dst, 12);
-    if (Number(n) < 0) throw new NetlinkError("sendto(NETLINK_AUDIT)", errnoNow());
+    if (Number(n) < 0) throw new NetlinkError("sendto(NETLINK_AUDIT)", lastErrno());
     return seq;
   }
 
@@ -134,7 +124,7 @@ export class AuditSocket {
     const buf = new Uint8Array(1 << 16);
     const n = Number(libc().recv(this.fd, buf, BigInt(buf.length), 0));
     if (n < 0) {
-      const e = errnoNow();
+      const e = lastErrno();
       if (e === EAGAIN || e === EINTR || this.#closed) return [];
       throw new NetlinkError("recv(NETLINK_AUDIT)", e);
     }

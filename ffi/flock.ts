@@ -1,12 +1,12 @@
 // Thin binding for an advisory exclusive lock (open(2) + flock(2) with LOCK_NB). Deno's own
 // FsFile.lock() only blocks; callers here need "is someone else holding it?" answered at once.
 
+import { lastErrno, strerror } from "./libc.ts";
+
 const symbols = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -19,14 +19,8 @@ const O_RDWR = 0o2, O_CREAT = 0o100, O_CLOEXEC = 0o2000000;
 const LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 
-function errnoNow(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-}
-
 function describe(e: number): string {
-  const p = libc().strerror(e);
-  return `${p === null ? "error" : new Deno.UnsafePointerView(p).getCString()} (errno ${e})`;
+  return `${strerror(e)} (errno ${e})`;
 }
 
 /** A held lock; `release()` drops it (closing the descriptor). */
@@ -41,9 +35,9 @@ export interface FileLock {
 export function tryLockExclusive(path: string, mode = 0o600): FileLock | null {
   const c = new TextEncoder().encode(path + "\0");
   const fd = libc().open(c, O_RDWR | O_CREAT | O_CLOEXEC, mode);
-  if (fd < 0) throw new Error(`open ${path}: ${describe(errnoNow())}`);
+  if (fd < 0) throw new Error(`open ${path}: ${describe(lastErrno())}`);
   if (libc().flock(fd, LOCK_EX | LOCK_NB) !== 0) {
-    const e = errnoNow();
+    const e = lastErrno();
     libc().close(fd);
     if (e === EWOULDBLOCK) return null;
     throw new Error(`flock ${path}: ${describe(e)}`);

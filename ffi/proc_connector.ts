@@ -2,6 +2,8 @@
 // exec and exit of every process on the host, as they happen. Needs CAP_NET_ADMIN (root) and a
 // kernel with CONFIG_PROC_EVENTS. Non-blocking: callers poll receive().
 
+import { lastErrno, strerror } from "./libc.ts";
+
 const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
@@ -12,8 +14,6 @@ const symbols = {
   /** On a worker thread: waits for the socket to become readable without blocking JS. */
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   getpid: { parameters: [], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -32,18 +32,8 @@ export const PROC_EVENT = { FORK: 0x1, EXEC: 0x2, EXIT: 0x80000000 } as const;
 
 export class ProcConnectorError extends Error {
   constructor(readonly call: string, readonly errno: number) {
-    super(`${call}: ${describe(errno)}`);
+    super(`${call}: ${strerror(errno)} (errno ${errno})`);
   }
-}
-
-function errnoNow(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-}
-
-function describe(e: number): string {
-  const p = libc().strerror(e);
-  return `${p === null ? "error" : new Deno.UnsafePointerView(p).getCString()} (errno ${e})`;
 }
 
 export type ProcEvent =
@@ -64,14 +54,14 @@ export class ProcConnector {
       SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
       NETLINK_CONNECTOR,
     );
-    if (fd < 0) throw new ProcConnectorError("socket(NETLINK_CONNECTOR)", errnoNow());
+    if (fd < 0) throw new ProcConnectorError("socket(NETLINK_CONNECTOR)", lastErrno());
     const pc = new ProcConnector(fd);
     try {
       const addr = new Uint8Array(12);
       const v = new DataView(addr.buffer);
       v.setUint16(0, AF_NETLINK, true);
       v.setUint32(8, CN_IDX_PROC, true);
-      if (libc().bind(fd, addr, 12) !== 0) throw new ProcConnectorError("bind", errnoNow());
+      if (libc().bind(fd, addr, 12) !== 0) throw new ProcConnectorError("bind", lastErrno());
       libc().setsockopt(
         fd,
         SOL_SOCKET,
@@ -99,7 +89,7 @@ export class ProcConnector {
     v.setUint16(32, 4, true);
     v.setUint32(36, op, true);
     if (Number(libc().send(this.fd, buf, 40n, 0)) < 0) {
-      throw new ProcConnectorError("send(PROC_CN_MCAST)", errnoNow());
+      throw new ProcConnectorError("send(PROC_CN_MCAST)", lastErrno());
     }
   }
 
@@ -120,7 +110,7 @@ export class ProcConnector {
     for (;;) {
       const n = Number(libc().recv(this.fd, buf, BigInt(buf.length), 0));
       if (n < 0) {
-        const e = errnoNow();
+        const e = lastErrno();
         if (e === EINTR) continue;
         if (e === EAGAIN || this.#closed) return out;
         if (e === ENOBUFS) {

@@ -2,14 +2,14 @@
 // for: the syslog socket (/dev/log) is one. Non-blocking: send() reports a full receiver queue
 // as an error, receive() returns null when nothing is waiting.
 
+import { lastErrno, strerror } from "./libc.ts";
+
 const symbols = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof symbols> | undefined;
@@ -24,18 +24,8 @@ const SUN_PATH_MAX = 107;
 
 export class UnixDatagramError extends Error {
   constructor(readonly call: string, readonly errno: number) {
-    super(`${call}: ${describe(errno)}`);
+    super(`${call}: ${strerror(errno)} (errno ${errno})`);
   }
-}
-
-function errnoNow(): number {
-  const p = libc().__errno_location();
-  return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
-}
-
-function describe(e: number): string {
-  const p = libc().strerror(e);
-  return `${p === null ? "error" : new Deno.UnsafePointerView(p).getCString()} (errno ${e})`;
 }
 
 function sockaddr(path: string): Uint8Array<ArrayBuffer> {
@@ -55,7 +45,7 @@ export class UnixDatagram {
 
   static #socket(): number {
     const fd = libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) throw new UnixDatagramError("socket(AF_UNIX, SOCK_DGRAM)", errnoNow());
+    if (fd < 0) throw new UnixDatagramError("socket(AF_UNIX, SOCK_DGRAM)", lastErrno());
     return fd;
   }
 
@@ -68,7 +58,7 @@ export class UnixDatagram {
   static bind(path: string): UnixDatagram {
     const fd = UnixDatagram.#socket();
     if (libc().bind(fd, sockaddr(path), 110) !== 0) {
-      const e = errnoNow();
+      const e = lastErrno();
       libc().close(fd);
       throw new UnixDatagramError(`bind(${path})`, e);
     }
@@ -81,7 +71,7 @@ export class UnixDatagram {
     for (;;) {
       const n = Number(libc().sendto(this.fd, data, BigInt(data.length), 0, addr, 110));
       if (n >= 0) return;
-      const e = errnoNow();
+      const e = lastErrno();
       if (e === EINTR) continue;
       throw new UnixDatagramError(`sendto(${path})`, e);
     }
@@ -93,7 +83,7 @@ export class UnixDatagram {
     for (;;) {
       const n = Number(libc().recv(this.fd, buf, BigInt(buf.length), 0));
       if (n >= 0) return buf.slice(0, n);
-      const e = errnoNow();
+      const e = lastErrno();
       if (e === EINTR) continue;
       if (e === EAGAIN) return null;
       throw new UnixDatagramError("recv", e);
