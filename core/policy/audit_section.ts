@@ -4,18 +4,11 @@
 // /var/log/clawcage/audit; other users: $XDG_STATE_HOME/clawcage/audit).
 
 import { z } from "zod";
+import { absolutePath, envVarName, httpUrl } from "./fields.ts";
 
-/** An absolute path without `..` components or NUL. */
-const dirPath = z.string().superRefine((p, ctx) => {
-  if (!p.startsWith("/")) {
-    ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
-  } else if (p.split("/").includes("..")) {
-    ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
-  } else if (p.includes("\0")) {
-    ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
-  } else if (p.replace(/\/+$/, "") === "") {
-    ctx.addIssue({ code: "custom", message: "must not be / (the whole filesystem)" });
-  }
+/** A directory of ours: never / itself. */
+const dirPath = absolutePath.refine((p) => p.replace(/\/+$/, "") !== "", {
+  message: "must not be / (the whole filesystem)",
 });
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -44,27 +37,9 @@ export const syslogTarget = z.string().superRefine((s, ctx) => {
   }
 });
 
-const otlpUrl = z.string().superRefine((s, ctx) => {
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    ctx.addIssue({ code: "custom", message: `not a URL: ${JSON.stringify(s)}` });
-    return;
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    ctx.addIssue({ code: "custom", message: "otlp url must be http:// or https://" });
-  } else if (u.username || u.password) {
-    ctx.addIssue({
-      code: "custom",
-      message: "otlp url must not carry credentials (use headers_env)",
-    });
-  }
-});
+const otlpUrl = httpUrl("otlp url", "headers_env");
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
-  message: "must be the name of an environment variable",
-});
+const envName = envVarName();
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, {
   message: "not a valid HTTP header name",
 });

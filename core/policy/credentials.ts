@@ -13,10 +13,9 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import { z } from "zod";
+import { envVarName } from "./fields.ts";
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
-  message: "must be the name of an environment variable",
-});
+const envName = envVarName();
 
 const credentialName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, {
   message: "credential names are lower-case letters, digits, '_' and '-' (at most 63)",

@@ -2,6 +2,7 @@
 // cloud, which entity types force the local backend and which are pseudonymised before a cloud call.
 
 import { z } from "zod";
+import { envVarName, httpUrl } from "./fields.ts";
 import { ENTITY_TYPES } from "../../router/pii/types.ts";
 
 const entityType = z.enum(ENTITY_TYPES, {
@@ -9,29 +10,9 @@ const entityType = z.enum(ENTITY_TYPES, {
 });
 
 /** An http(s) URL without credentials, query or fragment. */
-const baseUrl = z.string().superRefine((s, ctx) => {
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    ctx.addIssue({ code: "custom", message: `not a URL: ${JSON.stringify(s)}` });
-    return;
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    ctx.addIssue({ code: "custom", message: "base_url must be http:// or https://" });
-  } else if (u.username || u.password) {
-    ctx.addIssue({
-      code: "custom",
-      message: "base_url must not carry credentials (use api_key_env)",
-    });
-  } else if (u.search || u.hash) {
-    ctx.addIssue({ code: "custom", message: "base_url must not have a query or fragment" });
-  }
-});
+const baseUrl = httpUrl("base_url", "api_key_env", { noQuery: true });
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
-  message: "api_key_env must be the name of an environment variable",
-});
+const envName = envVarName("api_key_env must be the name of an environment variable");
 
 export const privacyBackend = z.strictObject({
   type: z.enum(["openai", "anthropic", "llama-cpp"]),

@@ -7,19 +7,7 @@ import { privacyPolicy } from "./privacy.ts";
 import { credentialsPolicy } from "./credentials.ts";
 import { seccompSection } from "./seccomp_section.ts";
 import { auditPolicy } from "./audit_section.ts";
-
-/** An absolute path without `..` components. */
-export const absolutePath = z.string().superRefine((p, ctx) => {
-  if (!p.startsWith("/")) {
-    ctx.addIssue({ code: "custom", message: `path must be absolute, got ${JSON.stringify(p)}` });
-  } else if (p.split("/").includes("..")) {
-    ctx.addIssue({ code: "custom", message: `path must not contain "..": ${JSON.stringify(p)}` });
-  } else if (p.length > 4096) {
-    ctx.addIssue({ code: "custom", message: "path is longer than 4096 characters" });
-  } else if (p.includes("\0")) {
-    ctx.addIssue({ code: "custom", message: "path must not contain NUL" });
-  }
-});
+import { absolutePath } from "./fields.ts";
 
 export const filesystemPolicy = z.strictObject({
   /** As in OpenShell: true when the section is absent, false when it is present without it. */

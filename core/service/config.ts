@@ -5,6 +5,7 @@
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { loadPolicyFile, parseYamlWithSchema, PolicyError } from "../policy/load.ts";
+import { envVarName } from "../policy/fields.ts";
 import { resolveUser, UnknownPrincipalError } from "../sandbox/users.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/clawcage/clawcage.yaml";
@@ -13,9 +14,9 @@ export const DEFAULT_STATE_DIR = "/var/lib/clawcage";
 /** Name of the status socket inside the runtime directory. */
 export const STATUS_SOCKET = "status.sock";
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
-  message: "environment variable names are letters, digits and '_', not starting with a digit",
-});
+const envName = envVarName(
+  "environment variable names are letters, digits and '_', not starting with a digit",
+);
 const childName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
   message: "names are 1-64 letters, digits, '.', '_' and '-'",
 });
