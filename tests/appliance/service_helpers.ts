@@ -24,6 +24,14 @@ export class ServiceProcess {
     });
   }
 
+  /** Waits (up to `ms`) until the output so far matches `re`; the caller asserts the match. */
+  async waitForOutput(re: RegExp, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!re.test(this.output) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** Waits for the process to exit and for all its output. */
   async exit(): Promise<Deno.CommandStatus> {
     const status = await this.child.status;

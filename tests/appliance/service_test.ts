@@ -310,22 +310,14 @@ Deno.test({
       assert.equal(s.denials_last_hour.count, 1, "still counted after the reload");
 
       // A changed policy file under an unchanged entry: the agent's run reloads it live.
-      for (let i = 0; i < 200 && !/\[gamma\] clawcage: sandbox: /.test(svc.output); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await svc.waitForOutput(/\[gamma\] clawcage: sandbox: /);
       const gammaPid = byName(s, "gamma").pid;
       let previous = s.last_reload!.at;
       await Deno.writeTextFile(`${dir}/policy.yaml`, "\n# edited\n", { append: true });
       svc.child.kill("SIGHUP");
       s = await waitFor(socket, (s) => s.last_reload!.at !== previous, "the second reload");
       assert.ok(s.last_reload!.changes.includes(`agent gamma: ${POLICY_RELOADED}`));
-      for (
-        let i = 0;
-        i < 100 && !/\[gamma\] clawcage: policy reloaded from /.test(svc.output);
-        i++
-      ) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await svc.waitForOutput(/\[gamma\] clawcage: policy reloaded from /, 10_000);
       assert.match(
         svc.output,
         /\[gamma\] clawcage: policy reloaded from \S+policy\.yaml \(no change\)/,
@@ -462,9 +454,7 @@ privacy:
       assert.equal(up.received.at(-1)!.headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
       assert.equal((up.received.at(-1)!.json as { model: string }).model, "m1");
       // The agent starts after its sandbox (and PDP) are up: wait for its line.
-      for (let i = 0; i < 200 && !/\[who\] uid=1\n/.test(svc.output); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await svc.waitForOutput(/\[who\] uid=1\n/);
       assert.match(svc.output, /\[who\] uid=1\n/);
 
       await Deno.writeTextFile(`${dir}/router.yaml`, routerPolicy("m2"));
