@@ -1,7 +1,7 @@
 // `clawcage run [options] -- COMMAND [ARGS...]`
 
 import { parseArgs } from "node:util";
-import { loadPolicyFile, PolicyError } from "../policy/load.ts";
+import { loadPolicyFile, parsePolicy, PolicyError } from "../policy/load.ts";
 import { CredentialError, loadCredentials } from "../policy/credentials.ts";
 import { CredentialStore } from "../egress/placeholders.ts";
 import { buildPlan, callerIdentityProblem, PlanError } from "../sandbox/plan.ts";
@@ -148,9 +148,9 @@ export async function runCommand(args: string[]): Promise<number> {
       // SIGHUP reloads network_policies and privacy from the policy file (the agent keeps running).
       // The privacy router (inference.local) follows when the PDP accepted the new policy.
       onHangup: () =>
-        void pdp.then((p) => p.reloadFromFile()).then(async (r) => {
-          if (!r.ok || !inference || !r.changed.includes("privacy")) return;
-          const reloaded = await loadPolicyFile(policyPath);
+        void pdp.then((p) => p.reloadFromFile()).then((r) => {
+          if (!r.ok || !r.text || !inference || !r.changed.includes("privacy")) return;
+          const reloaded = parsePolicy(r.text, policyPath);
           if (reloaded.privacy) inference.reload(reloaded.privacy);
         }).catch(() => {}),
       stop: Promise.race([

@@ -29,8 +29,11 @@ export interface RunPdpOptions {
 export interface RunPdp {
   client: PdpClient;
   runtimeDir: string;
-  /** Re-reads the policy file and reloads the PDP; logs and returns the outcome. */
-  reloadFromFile(): Promise<ReloadResult>;
+  /**
+   * Re-reads the policy file and reloads the PDP; logs and returns the outcome, with the policy
+   * text the PDP accepted (so the caller applies the same version, e.g. to the privacy router).
+   */
+  reloadFromFile(): Promise<ReloadResult & { text?: string }>;
   close(): Promise<void>;
 }
 
@@ -132,7 +135,8 @@ export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
         onEvent({ kind: "reload-refused", error });
         return { ok: false, error };
       }
-      return await client.reload(text);
+      const result = await client.reload(text);
+      return result.ok ? { ...result, text } : result;
     },
     async close() {
       await client.close();
