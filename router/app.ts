@@ -24,10 +24,9 @@ import {
   ChatToAnthropicStream,
   messagesRequestToChat,
   messagesResponseToChat,
-  type StreamTranslator,
+  translateStream,
   TranslationError,
 } from "./translate.ts";
-import { SseReader } from "./sse.ts";
 
 export interface RouterOptions {
   policy: PrivacyPolicy;
@@ -589,28 +588,4 @@ async function readJson(
       message: `the request body is not valid JSON (${(e as Error).message})`,
     };
   }
-}
-
-/** Passes an SSE stream through a translator into the client's protocol. */
-function translateStream(
-  input: ReadableStream<Uint8Array>,
-  translator: StreamTranslator,
-): ReadableStream<Uint8Array> {
-  const decoder = new TextDecoder();
-  const encoder = new TextEncoder();
-  const sse = new SseReader();
-  return input.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        const out = sse.push(decoder.decode(chunk, { stream: true }))
-          .map((e) => translator.event(e)).join("");
-        if (out) controller.enqueue(encoder.encode(out));
-      },
-      flush(controller) {
-        const out = [...sse.push(decoder.decode()), ...sse.end()]
-          .map((e) => translator.event(e)).join("") + translator.end();
-        if (out) controller.enqueue(encoder.encode(out));
-      },
-    }),
-  );
 }

@@ -7,7 +7,7 @@
 // the way is documented in docs/router.md (thinking blocks, Anthropic cache token counts).
 
 import type { RequestBody } from "./protocol.ts";
-import { formatSse, type SseEvent } from "./sse.ts";
+import { formatSse, type SseEvent, SseReader } from "./sse.ts";
 
 /** A request that cannot be expressed in the backend's API. */
 export class TranslationError extends Error {}
@@ -616,4 +616,28 @@ export class ChatToAnthropicStream implements StreamTranslator {
   end(): string {
     return this.#finish();
   }
+}
+
+/** Passes an SSE stream through a translator into the client's protocol. */
+export function translateStream(
+  input: ReadableStream<Uint8Array>,
+  translator: StreamTranslator,
+): ReadableStream<Uint8Array> {
+  const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const sse = new SseReader();
+  return input.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        const out = sse.push(decoder.decode(chunk, { stream: true }))
+          .map((e) => translator.event(e)).join("");
+        if (out) controller.enqueue(encoder.encode(out));
+      },
+      flush(controller) {
+        const out = [...sse.push(decoder.decode()), ...sse.end()]
+          .map((e) => translator.event(e)).join("") + translator.end();
+        if (out) controller.enqueue(encoder.encode(out));
+      },
+    }),
+  );
 }
