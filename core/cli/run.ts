@@ -169,7 +169,7 @@ export async function runCommand(args: string[]): Promise<number> {
         // Loaded only here: the router pulls in the PII detector and the model runtime.
         const local = await import("../sandbox/inference_local.ts");
         try {
-          inference = await local.startInferenceLocal(policy.privacy, {
+          inference = local.startInferenceLocal(policy.privacy, {
             sandbox: recorder.sandbox,
             record: (event) => void recorder.record(event),
           });

@@ -39,10 +39,10 @@ export function inferenceEvent(e: InferenceAuditEvent, sandbox: string): AuditEv
   } as AuditEvent;
 }
 
-export async function startInferenceLocal(
+export function startInferenceLocal(
   privacy: PrivacyPolicy,
   opts: { sandbox: string; record(event: AuditEvent): void },
-): Promise<InferenceLocal> {
+): InferenceLocal {
   const router: Router = createRouter({
     policy: privacy,
     detect,
