@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { AuditSocket } from "../../ffi/audit_netlink.ts";
 import { tryLockExclusive } from "../../ffi/flock.ts";
 import { abiVersion } from "../../ffi/landlock.ts";
+import { kernelAuditLeftover } from "./kernel_audit_lease.ts";
 import { KEY_FILE, PUBLIC_KEY_FILE, SIGN_KEY_FILE } from "./key.ts";
 import { LOCK_FILE } from "./segments.ts";
 import type { AuditSettings } from "./settings.ts";
@@ -148,6 +149,17 @@ async function denialsCheck(s: AuditSettings): Promise<AuditCheck> {
   }
   try {
     const st = await sock.status();
+    if (st.enabled !== 0 && kernelAuditLeftover()) {
+      return {
+        name,
+        status: "warn",
+        detail: "kernel auditing is on only because a clawcage run that turned it on was killed " +
+          "before it could turn it off again",
+        fix:
+          "the next clawcage run that reads denials turns it off (or adopts it); auditctl -e 0 " +
+          "now",
+      };
+    }
     if (st.enabled !== 0) {
       return {
         name,

@@ -5,18 +5,22 @@
 // into file events for the sandbox whose stage created the domain.
 //
 // The kernel only emits them while audit is enabled (`auditctl -e 1`, or an audit daemon). When
-// it is off, start() enables it only if told to (`enableAudit`), and stop() turns it off again.
+// it is off, start() enables it only if told to (`enableAudit`); the last reader to stop turns it
+// off again, also after a crashed one (kernel_audit_lease.ts).
 
 import { AUDIT, type AuditMessage, AuditSocket, messageText } from "../../ffi/audit_netlink.ts";
 import type { FileActivity } from "./events.ts";
+import { KernelAuditLease } from "./kernel_audit_lease.ts";
 
 export interface DenialReaderOptions {
   /** Called for each denial, in kernel order. */
   onDenial: (event: FileActivity) => void;
   /** Which sandbox a Landlock domain belongs to, given the pid that created the domain. */
   sandboxForPid?: (pid: number) => string | undefined;
-  /** Turn kernel auditing on if it is off (and off again on stop). Default false. */
+  /** Turn kernel auditing on if it is off (and off again when the last reader stops). */
   enableAudit?: boolean;
+  /** Where readers register (kernel_audit_lease.ts); tests use their own. */
+  stateDir?: string;
   pollMs?: number;
 }
 
@@ -65,7 +69,7 @@ const ACTIVITY: Record<string, FileActivity["activity"]> = {
 export class LandlockDenialReader {
   #socket: AuditSocket;
   #timer: ReturnType<typeof setInterval> | null = null;
-  #enabledByUs = false;
+  #lease: KernelAuditLease | null = null;
   #domains = new Map<string, string | undefined>(); // domain id -> sandbox
   #pending: { serial: string; access: Map<string, string>; text: string } | null = null;
   #opt: DenialReaderOptions;
@@ -89,26 +93,22 @@ export class LandlockDenialReader {
     }
     const reader = new LandlockDenialReader(listen, opt);
     try {
-      const ctl = AuditSocket.open(0);
-      try {
-        const st = await ctl.status();
-        if (st.enabled === 0) {
-          if (!opt.enableAudit) {
-            throw new DenialReaderError(
-              "kernel auditing is off, so Landlock denials are not reported " +
-                "(enable it with `auditctl -e 1`, or set the policy's audit.kernel_denials: enable)",
-            );
-          }
-          await ctl.setEnabled(true);
-          reader.#enabledByUs = true;
-        }
-      } finally {
-        ctl.close();
-      }
+      reader.#lease = await KernelAuditLease.acquire({
+        enable: opt.enableAudit ?? false,
+        dir: opt.stateDir,
+      });
     } catch (e) {
       listen.close();
-      if (e instanceof DenialReaderError) throw e;
-      throw new DenialReaderError(`cannot query kernel audit status: ${(e as Error).message}`);
+      throw new DenialReaderError(
+        `cannot query or set kernel audit status: ${(e as Error).message}`,
+      );
+    }
+    if (reader.#lease === null) {
+      listen.close();
+      throw new DenialReaderError(
+        "kernel auditing is off, so Landlock denials are not reported " +
+          "(enable it with `auditctl -e 1`, or set the policy's audit.kernel_denials: enable)",
+      );
     }
     reader.#timer = setInterval(() => reader.poll(), opt.pollMs ?? 100);
     return reader;
@@ -193,20 +193,14 @@ export class LandlockDenialReader {
     this.#opt.onDenial(event);
   }
 
-  /** Stops reading; turns kernel auditing off again if start() turned it on. */
+  /** Stops reading; the last reader turns kernel auditing off again if clawcage turned it on. */
   async stop(): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     this.poll();
     this.#flush();
     this.#socket.close();
-    if (this.#enabledByUs) {
-      const ctl = AuditSocket.open(0);
-      try {
-        await ctl.setEnabled(false);
-      } finally {
-        ctl.close();
-      }
-    }
+    await this.#lease?.release();
+    this.#lease = null;
   }
 }

@@ -111,7 +111,7 @@ async function kernelAuditUsable(): Promise<string | null> {
 }
 const noDenials = await kernelAuditUsable();
 
-/** A supervisor killed with -9 cannot turn kernel auditing off again: the test does. */
+/** Puts the host's kernel audit setting back should the test fail half-way. */
 async function restoreKernelAudit<T>(fn: () => Promise<T>): Promise<T> {
   const s = AuditSocket.open(0);
   const was = (await s.status()).enabled;
@@ -249,8 +249,18 @@ Deno.test({
   fn: () => restoreKernelAudit(killNine),
 });
 
+async function auditEnabled(): Promise<boolean> {
+  const s = AuditSocket.open(0);
+  try {
+    return (await s.status()).enabled !== 0;
+  } finally {
+    s.close();
+  }
+}
+
 async function killNine(): Promise<void> {
   {
+    const wasOn = await auditEnabled();
     const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-fault-" });
     const denied = deniedFile();
     const log = join(root, "log"), key = join(root, "key");
@@ -286,6 +296,9 @@ async function killNine(): Promise<void> {
       const after = verifyLog(log, join(key, "audit.key"));
       assert.equal(after.broken, null, JSON.stringify(after.broken));
       assert.equal(after.unsealed_tail, 0);
+      // The killed run had turned kernel auditing on; the next run adopted it and, ending as
+      // the last user, turned it off again.
+      if (!wasOn) assert.equal(await auditEnabled(), false, "kernel auditing left on");
     } finally {
       Deno.removeSync(root, { recursive: true });
       Deno.removeSync(denied.dir, { recursive: true });
