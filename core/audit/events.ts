@@ -25,8 +25,13 @@ export interface Endpoint {
 
 /** The program behind an action, as the supervisor saw it. */
 export interface Actor {
+  /** Host pid. */
   pid?: number;
+  /** Pid inside the sandbox's PID namespace (when the host pid is not known). */
+  ns_pid?: number;
   exe?: string;
+  /** Hex sha256 of the executable, when the caller's identity includes it. */
+  sha256?: string;
   uid?: number;
 }
 

@@ -194,6 +194,8 @@ export async function runCommand(args: string[]): Promise<number> {
           },
           credentials,
           audit: auditSink,
+          // One id for the whole run: the proxy's records carry the same sandbox as the rest.
+          sandboxId: recorder.sandbox,
           ...(inference ? { inferenceLocal: { port: inference.port } } : {}),
         },
         (routed) => {

@@ -126,6 +126,8 @@ interface Conn {
   sock: Duplex;
   reader: StreamReader;
   caller: Caller;
+  /** The caller's pid is in the sandbox's PID namespace (it came from the bridge's caller line). */
+  pidInSandbox: boolean;
   /** Connection-level decisions made on this connection, by "host:port". */
   decisions: Map<string, Decision>;
 }
@@ -279,7 +281,11 @@ export class EgressProxy {
       this.#fail(sock, e);
       return;
     }
-    await this.#httpLoop({ sock, reader, caller, decisions: new Map() }, null, null);
+    await this.#httpLoop(
+      { sock, reader, caller, pidInSandbox: trusted && !identified, decisions: new Map() },
+      null,
+      null,
+    );
   }
 
   /** Answers a failure the client caused or suffered, then closes. */
@@ -301,10 +307,13 @@ export class EgressProxy {
     }
   }
 
+  /** The audit record's actor: the same pid fields as process records, and the exe's hash. */
   #actor(conn: Conn) {
+    const c = conn.caller;
     return {
-      ...(conn.caller.pid !== undefined ? { pid: conn.caller.pid } : {}),
-      exe: conn.caller.exe,
+      ...(c.pid === undefined ? {} : conn.pidInSandbox ? { ns_pid: c.pid } : { pid: c.pid }),
+      exe: c.exe,
+      ...(c.sha256 ? { sha256: c.sha256 } : {}),
     };
   }
 

@@ -112,6 +112,41 @@ test("records the policy load, sandbox and agent start and exit, and shutdown", 
   }
 });
 
+test("the proxy's records carry the run's sandbox id, the caller's pid and exe hash", async () => {
+  const curl = ["/usr/bin/curl", "/bin/curl"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!curl) {
+    console.log("  (curl not installed: proxy record check skipped)");
+    return;
+  }
+  const e = setup();
+  try {
+    // Denied by the policy (no network entries) before any DNS lookup; nothing leaves the host.
+    const r = await run(e, `${curl} -s -o /dev/null -w '%{http_code}' http://denied.invalid/`);
+    assert.equal(r.stdout, "403", r.stderr);
+    const rs = records(e.log).map((x) => x.event);
+    const sandbox = rs.find((x) => x.class === "config")!.sandbox;
+    const http = rs.filter((x) => x.class === "http");
+    assert.ok(http.length >= 1, JSON.stringify(rs.map((x) => x.class)));
+    for (const x of rs) if (x.class !== "audit") assert.equal(x.sandbox, sandbox, x.class);
+    const denial = http[0];
+    assert.equal(denial.decision, "deny");
+    assert.equal(denial.actor?.exe, curl);
+    assert.match(denial.actor?.sha256 ?? "", /^[0-9a-f]{64}$/);
+    assert.equal(denial.actor?.sha256, await sha256(curl));
+    // The bridge sees pids of the sandbox's PID namespace: recorded as ns_pid, not as a host pid.
+    assert.ok(denial.actor?.ns_pid! > 1, JSON.stringify(denial.actor));
+    assert.equal(denial.actor?.pid, undefined);
+  } finally {
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
 test("an agent killed by a signal: the record names the signal", async () => {
   const e = setup();
   try {

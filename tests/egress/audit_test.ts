@@ -47,7 +47,8 @@ Deno.test("egress events in the real audit log, chain verified", async () => {
     const req = events.find((e) => e.class === "http" && e.activity === "request");
     assert.ok(req && req.class === "http");
     assert.equal(req.sandbox, "sb-audit");
-    assert.deepEqual(req.actor, { pid: 4242, exe: "/usr/bin/curl" });
+    // A caller line comes from the bridge: its pid is in the sandbox's PID namespace.
+    assert.deepEqual(req.actor, { ns_pid: 4242, exe: "/usr/bin/curl" });
     assert.deepEqual(req.dst, { host: "api.test", port: up.port, ip: "127.0.0.1" });
     assert.equal(req.http.method, "GET");
     assert.equal(req.http.url, `http://api.test:${up.port}/v1/x?q=1`);
