@@ -42,7 +42,8 @@ import type { CredentialStore } from "./placeholders.ts";
 import { StreamReader, TimeoutError } from "./reader.ts";
 import { type Resolver, systemResolver } from "./resolve.ts";
 import { type DenialBody, respond, respondError } from "./respond.ts";
-import { tunnel } from "./tunnel.ts";
+import { tunnel, type UpWatch } from "./tunnel.ts";
+import { ClientFrameScanner, closeFrame, OPCODE } from "./websocket_frames.ts";
 import { openUpstream, startTls, type Target } from "./upstream.ts";
 
 export type DecideFn = (req: DecisionRequest) => Promise<Decision>;
@@ -544,11 +545,29 @@ export class EgressProxy {
     }
     if (res.status === 101) {
       if (!websocket) throw new UpstreamClosed("101 without a WebSocket upgrade");
+      // Client messages: on an endpoint with request rules, `WEBSOCKET_TEXT` decides whether the
+      // client may send data messages after the upgrade (OpenShell: read-only allows the upgrade
+      // only). Asked once per connection; a denied message closes it (1008).
+      const messages = decision.inspect
+        ? await this.#decide({
+          ...who,
+          host: target.host,
+          port: target.port,
+          method: "WEBSOCKET_TEXT",
+          path,
+          query,
+        })
+        : null;
       await write(conn.sock, resHead);
-      const t = await tunnel(conn.sock, up.sock, L.transferIdleMs, {
-        up: conn.reader.detach(),
-        down: up.reader.detach(),
-      });
+      const t = await tunnel(
+        conn.sock,
+        up.sock,
+        L.transferIdleMs,
+        { up: conn.reader.detach(), down: up.reader.detach() },
+        messages && messages.verdict !== "allow"
+          ? this.#watchMessages(conn, messages, target, `${scheme}://${authority}${originTarget}`)
+          : undefined,
+      );
       io.up += t.up;
       io.down += t.down;
       up.up += io.up;
@@ -573,6 +592,51 @@ export class EgressProxy {
       return { upstream: null, keepAlive };
     }
     return { upstream: up, keepAlive };
+  }
+
+  /**
+   * Watches a WebSocket client's frames when its messages are not plainly allowed: under `deny`
+   * the first data message (text or binary: either carries what the rule is about) closes the
+   * connection with 1008; under `audit-allow` the first one is recorded and all pass. Frames the
+   * proxy cannot read as client framing close the connection (1002).
+   */
+  #watchMessages(conn: Conn, d: Decision, target: Target, url: string): UpWatch {
+    const scanner = new ClientFrameScanner();
+    let recorded = false;
+    let stopAll = false;
+    let passing = false;
+    const record = (decision: Decision) => {
+      if (recorded) return;
+      recorded = true;
+      try {
+        this.#record({
+          class: "http",
+          activity: "request",
+          dst: { host: target.host, port: target.port },
+          http: { method: "WEBSOCKET_TEXT", url },
+          actor: this.#actor(conn),
+          decision: auditDecision(decision),
+          ...(ruleName(decision) ? { rule: ruleName(decision) } : {}),
+          reason: decision.reason,
+        });
+      } catch {
+        // The audit log failed: the traffic stops (fail closed), as everywhere else.
+        stopAll = true;
+      }
+    };
+    return (chunk) => {
+      if (passing) return null;
+      for (const ev of scanner.push(chunk)) {
+        if ("error" in ev) return closeFrame(1002, `clawcage: ${ev.error}`);
+        if (ev.opcode !== OPCODE.text && ev.opcode !== OPCODE.binary) continue;
+        record(d);
+        if (stopAll) return closeFrame(1011, "clawcage: audit log unavailable");
+        if (d.verdict === "deny") return closeFrame(1008, `clawcage: ${d.reason}`.slice(0, 123));
+        passing = true; // audit-allow: recorded once, the rest passes unread
+        return null;
+      }
+      return stopAll ? closeFrame(1011, "clawcage: audit log unavailable") : null;
+    };
   }
 
   #closeUpstream(conn: Conn, up: Upstream): void {

@@ -11,11 +11,19 @@ export interface TunnelResult {
   down: number;
 }
 
+/**
+ * Sees each client -> upstream chunk before it is forwarded. A non-null answer stops the tunnel:
+ * the chunk is not forwarded, the upstream is closed, and the answer is the last thing the client
+ * gets before its connection is closed.
+ */
+export type UpWatch = (chunk: Uint8Array) => Uint8Array | null;
+
 export function tunnel(
   client: Duplex,
   upstream: Duplex,
   idleMs: number,
   first: { up?: Uint8Array; down?: Uint8Array } = {},
+  watchUp?: UpWatch,
 ): Promise<TunnelResult> {
   return new Promise((resolve) => {
     const r: TunnelResult = { up: 0, down: 0 };
@@ -36,8 +44,21 @@ export function tunnel(
       upstream.destroy();
       resolve(r);
     }
+    let stopped = false;
+    /** The watcher refused `c`: nothing more goes up; the client gets `answer`, then closes. */
+    const stop = (answer: Uint8Array) => {
+      stopped = true;
+      client.pause();
+      upstream.destroy();
+      client.end(answer, finish);
+      grace ??= setTimeout(finish, 1000);
+    };
     const pipe = (from: Duplex, to: Duplex, count: (n: number) => void) => {
+      const watch = from === client ? watchUp : undefined;
       from.on("data", (c: Uint8Array) => {
+        if (stopped) return;
+        const answer = watch?.(c);
+        if (answer) return stop(answer);
         count(c.length);
         arm();
         if (!to.write(c)) {
@@ -57,13 +78,15 @@ export function tunnel(
       });
       from.on("error", finish);
     };
-    if (first.up?.length) {
-      r.up += first.up.length;
-      upstream.write(first.up);
-    }
     if (first.down?.length) {
       r.down += first.down.length;
       client.write(first.down);
+    }
+    const answer = first.up?.length ? watchUp?.(first.up) : null;
+    if (answer) stop(answer);
+    else if (first.up?.length) {
+      r.up += first.up.length;
+      upstream.write(first.up);
     }
     pipe(client, upstream, (n) => r.up += n);
     pipe(upstream, client, (n) => r.down += n);

@@ -222,8 +222,9 @@ Deno.test({
     const plain = await httpUpstream();
     const secure = await httpsUpstream(pki.cert, pki.key);
     const p = await startProxy([
-      { host: "ws.test", port: plain.port, methods: ["GET"] },
-      { host: "secure.test", port: secure.port, methods: ["GET"] },
+      // GET: the upgrade; WEBSOCKET_TEXT: the client's messages after it (websocket_messages_test).
+      { host: "ws.test", port: plain.port, methods: ["GET", "WEBSOCKET_TEXT"] },
+      { host: "secure.test", port: secure.port, methods: ["GET", "WEBSOCKET_TEXT"] },
     ], { inspection: { ca, upstreamCa: [pki.caPem] } });
     const upgradeHead = (target: string, host = "x") =>
       `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
