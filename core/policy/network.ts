@@ -263,6 +263,10 @@ export const endpoint = z.strictObject(endpointShape).superRefine((ep, ctx) => {
     const requestKeys = ["access", "rules", "deny_rules", "allow_encoded_slash"] as const;
     for (const key of requestKeys) {
       if (ep[key] === undefined) continue;
+      // NemoClaw's passthrough form: `access: full` on an endpoint without protocol means what an
+      // L4 endpoint allows anyway (everything), so it loads, with a warning (warnings.ts). The
+      // restricting forms would be ignored by OpenShell, silently opening the endpoint: refused.
+      if (key === "access" && ep.access === "full" && protocol === undefined) continue;
       issue(
         key,
         protocol === "tcp"

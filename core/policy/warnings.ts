@@ -21,6 +21,13 @@ export function policyWarnings(policy: Policy): PolicyWarning[] {
       out.push({ path: at, message: `entry ${name} lists no endpoints, so it allows nothing` });
     }
     entry.endpoints.forEach((ep, i) => {
+      if (ep.access === "full" && ep.protocol === undefined) {
+        out.push({
+          path: [...at, "endpoints", i, "access"],
+          message: "access: full without protocol: the connection is tunnelled (L4) and no " +
+            "request is inspected; add protocol: rest to decide per request",
+        });
+      }
       // `/x/**` needs at least one segment after /x: the bare /x (and /x/) is not denied, which
       // matters when an allow rule lets it through.
       ep.deny_rules?.forEach((d, j) => {

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { parsePolicy } from "../../core/policy/load.ts";
 import { hostsOverlap } from "../../core/policy/network.ts";
+import { compilePolicy, decide } from "../../core/policy/decide.ts";
+import { policyWarnings } from "../../core/policy/warnings.ts";
 import { loadFixture, problems, withEndpoint } from "./helpers.ts";
 
 const FIXTURES = ["openshell_full.yaml", "rules.yaml", "websocket_tcp.yaml", "audit_mode.yaml"];
@@ -55,6 +57,11 @@ const BAD_ENDPOINTS: [string, string, RegExp][] = [
   ["host: a.example.com\nport: 443\nprotocol: rest", "7:19", /protocol rest needs access or rules/],
   [
     "host: a.example.com\nport: 443\naccess: read-only",
+    "7:17",
+    /access has no effect without protocol/,
+  ],
+  [
+    "host: a.example.com\nport: 443\naccess: read-write\ntls: skip",
     "7:17",
     /access has no effect without protocol/,
   ],
@@ -180,6 +187,18 @@ Deno.test("schema: binary globs that are narrow are accepted", () => {
     ),
     "p.yaml",
   );
+});
+
+Deno.test("schema: NemoClaw's passthrough (access: full, tls: skip, no protocol) loads, warned, and decides like L4", () => {
+  const p = parsePolicy(
+    withEndpoint("host: a.example.com\nport: 443\naccess: full\ntls: skip"),
+    "p.yaml",
+  );
+  const warnings = policyWarnings(p).map((w) => w.message);
+  assert.ok(warnings.some((m) => /access: full without protocol/.test(m)), warnings.join("; "));
+  const d = decide(compilePolicy(p), { binary: "/usr/bin/curl", host: "a.example.com", port: 443 });
+  assert.equal(d.inspect, false);
+  assert.equal(d.tlsSkip, true);
 });
 
 Deno.test("schema: a typo in an endpoint key suggests the right one", () => {
