@@ -35,8 +35,8 @@ Options:
   -u, --user USER     run the agent as USER (name or uid; overrides process.run_as_user)
   -e, --env K[=V]     set a variable for the agent, or pass K through from this environment
                       (the agent otherwise gets only PATH, HOME, USER, TERM, LANG, TZ)
-      --rootless      run without namespaces (Landlock + seccomp only); implied when not root
-                      only if given: without root and without this flag, run refuses
+      --rootless      run without namespaces (Landlock + seccomp only); needed when not root
+                      (without root and without this flag, run refuses)
       --audit-dir DIR write the audit trail to DIR (default: the policy's audit.log_dir, else
                       /var/log/clawcage/audit as root, ~/.local/state/clawcage/audit otherwise)
       --no-audit      write no audit trail (otherwise the agent does not start without one)
@@ -46,8 +46,8 @@ Options:
 Policy decisions come from a locked-down process (clawcage __pdp); SIGHUP to clawcage re-reads
 the policy file and reloads network_policies and privacy (other sections need a restart).
 
-Exit status: the agent's (128+N when killed by signal N); 125 when the sandbox could not be
-built or the audit trail could not be written (the agent is then stopped at once), 126 when
+Exit status: the agent's (128+N when killed by signal N); 125 for bad usage, when the sandbox
+could not be built or the audit trail could not be written (the agent is then stopped at once), 126 when
 the command cannot be executed, 127 when it is not found.`;
 
 const VALUE_OPTIONS = new Set([
@@ -85,7 +85,9 @@ export async function runCommand(args: string[]): Promise<number> {
     console.log(RUN_HELP);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`unexpected argument: ${positionals[0]}`);
+  if (positionals.length > 0) {
+    throw new UsageError(`run: unexpected argument: ${positionals[0]}`, SETUP_FAILED);
+  }
   const argv = args[split] === "--" ? args.slice(split + 1) : args.slice(split);
   const host = hostView();
   if (!host.isRoot && !values.rootless) {
@@ -249,7 +251,13 @@ export async function runCommand(args: string[]): Promise<number> {
         },
       });
     } catch (e) {
-      throw new UsageError(`${(e as Error).message} (see clawcage run --help)`);
+      // node's wording ("Unknown option '--x'. To specify a positional argument ...") in one line.
+      const msg = (e as Error).message;
+      const unknown = /^Unknown option '([^']+)'/.exec(msg);
+      const why = unknown
+        ? `unknown option ${unknown[1]} (options go before the command or --)`
+        : msg;
+      throw new UsageError(`run: ${why}; see clawcage run --help`, SETUP_FAILED);
     }
   }
 }

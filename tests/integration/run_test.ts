@@ -220,3 +220,14 @@ test("an interactive shell works on a terminal (script(1) gives it a pty)", asyn
   assert.match(text, /^\/dev\/pts\/\d+$/m);
   assert.equal(out.code, 5);
 });
+
+Deno.test("run: bad usage is exit 125 (never an agent's code) with one line", async () => {
+  for (const args of [["run", "--bogus", "--", "/bin/true"], ["run", "-p"]]) {
+    const r = await cli(args);
+    assert.equal(r.code, 125, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /^clawcage: run: .*see clawcage run --help/);
+  }
+  const r = await cli(["run", "--bogus", "--", "/bin/true"]);
+  assert.match(r.stderr, /unknown option --bogus/);
+});
