@@ -2,7 +2,7 @@
 
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import type { AuditRecord } from "../audit/events.ts";
+import { type AuditRecord, type Decision, EVENT_CLASSES, EVENT_TYPES } from "../audit/events.ts";
 import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
 import { PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
@@ -174,6 +174,8 @@ function printReport(r: VerifyReport): void {
 
 // ---- query -------------------------------------------------------------------------------
 
+const DECISIONS: string[] = ["allow", "deny", "audit"] satisfies Decision[];
+
 function queryCommand(args: string[]): number {
   const { values, positionals } = parse(args, {
     since: { type: "string" },
@@ -200,10 +202,22 @@ function queryCommand(args: string[]): number {
     }
     filter[k] = t;
   }
-  if (values.type) filter.types = values.type as string[];
+  if (values.type) {
+    filter.types = values.type as string[];
+    for (const t of filter.types) {
+      if (!(EVENT_CLASSES as string[]).includes(t) && !EVENT_TYPES.includes(t)) {
+        throw new UsageError(
+          `--type ${t}: no such event class or type; classes: ${EVENT_CLASSES.join(", ")}; ` +
+            `types: ${EVENT_TYPES.join(", ")}`,
+        );
+      }
+    }
+  }
   const decision = values.decision as string | undefined;
-  if (decision !== undefined && !["allow", "deny", "audit"].includes(decision)) {
-    throw new UsageError(`--decision ${decision}: must be allow, deny or audit`);
+  if (decision !== undefined && !DECISIONS.includes(decision)) {
+    throw new UsageError(
+      `--decision ${decision}: no such decision; one of: ${DECISIONS.join(", ")}`,
+    );
   }
   filter.decision = decision;
   filter.sandbox = values.sandbox as string | undefined;
