@@ -74,7 +74,8 @@ function logCheck(s: AuditSettings): AuditCheck {
           ...c,
           status: "warn",
           detail: `${s.dir}: in use by a running clawcage (one writer per directory)`,
-          fix: "give a second concurrent run its own --audit-dir",
+          fix: "give a second concurrent run its own --audit-dir DIR, or run the agents under " +
+            "clawcage service (each agent gets its own log)",
         };
       }
       lock.release();

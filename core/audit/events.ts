@@ -203,3 +203,24 @@ export const OCSF_CLASS_UID: Record<AnyEvent["class"], number> = {
 export function eventType(e: AnyEvent): string {
   return `${e.class}.${e.activity}`;
 }
+
+/** Every class's activities; the type makes the table list each one, and nothing else. */
+const ACTIVITIES: {
+  [C in AnyEvent["class"]]: { [A in Extract<AnyEvent, { class: C }>["activity"]]: true };
+} = {
+  network: { open: true, close: true, refuse: true, fail: true },
+  http: { request: true, connect: true },
+  process: { launch: true, terminate: true, exec: true },
+  file: { read: true, write: true, create: true, delete: true, execute: true, other: true },
+  api: { inference: true },
+  config: { load: true, reload: true, reject: true },
+  audit: { segment: true, seal: true, retention: true, export: true, notice: true },
+};
+
+/** The event classes (`http`), what `audit query --type` accepts besides event types. */
+export const EVENT_CLASSES = Object.keys(ACTIVITIES) as AnyEvent["class"][];
+
+/** Every `class.activity` (`http.request`) that an event can have. */
+export const EVENT_TYPES: string[] = EVENT_CLASSES.flatMap((c) =>
+  Object.keys(ACTIVITIES[c]).map((a) => `${c}.${a}`)
+);

@@ -37,6 +37,11 @@ export function readKey(path: string): Uint8Array {
   } catch (e) {
     throw new AuditKeyError(`cannot read audit key ${path}: ${(e as Error).message}`);
   }
+  if (info.isDirectory) {
+    throw new AuditKeyError(
+      `audit key ${path} is a directory; give the key file (${join(path, KEY_FILE)})`,
+    );
+  }
   if (info.mode !== null && (info.mode & 0o077) !== 0) {
     throw new AuditKeyError(
       `audit key ${path} has mode ${(info.mode & 0o777).toString(8)}; it must be 600`,
@@ -164,6 +169,15 @@ export function loadOrCreateSigningKey(keyDir: string): SigningKey {
 
 /** Reads a public key file (SPKI PEM) for verification. */
 export function readPublicKey(path: string): { key: KeyObject; id: string } {
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(path).isDirectory;
+  } catch { /* reported by the read below */ }
+  if (isDir) {
+    throw new AuditKeyError(
+      `audit public key ${path} is a directory; give the key file (${join(path, PUBLIC_KEY_FILE)})`,
+    );
+  }
   try {
     const key = createPublicKey(Deno.readTextFileSync(path));
     if (key.asymmetricKeyType !== "ed25519") throw new Error("not an Ed25519 public key");

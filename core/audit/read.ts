@@ -118,3 +118,14 @@ export function isRecord(v: unknown): v is AuditRecord {
     typeof r.event === "object" && r.event !== null && typeof r.event.class === "string" &&
     typeof r.event.activity === "string";
 }
+
+/** The log id named by the first segment header of the log at `path`, or null. */
+export function logIdOf(path: string): string | null {
+  const first = logFiles(path).files[0];
+  if (!first) return null;
+  for (const { record } of readSegment(first)) {
+    const e = record.event;
+    return e.class === "audit" && e.activity === "segment" ? e.log_id : null;
+  }
+  return null;
+}

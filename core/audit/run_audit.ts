@@ -11,7 +11,7 @@ import { signalName } from "../sandbox/signals.ts";
 import type { SandboxHooks } from "../sandbox/watch.ts";
 import { AuditSession, NoRecorder, type Recorder } from "./session.ts";
 import type { AuditSettings } from "./settings.ts";
-import { AuditFailedError, AuditOpenError } from "./writer.ts";
+import { AuditFailedError, AuditLockedError, AuditOpenError } from "./writer.ts";
 
 /** Exit status of `clawcage run` when the audit trail failed (as for other setup failures). */
 export const AUDIT_FAILED_EXIT = 125;
@@ -123,7 +123,11 @@ export class RunAudit {
       if (!(e instanceof AuditOpenError)) throw e;
       throw new AuditSetupError(
         `${e.message}; refusing to start the agent without an audit trail ` +
-          `(--audit-dir DIR to write it elsewhere, --no-audit to run without one)`,
+          (e instanceof AuditLockedError
+            ? `(one writer per log: to run several agents at once, give each clawcage run its ` +
+              `own --audit-dir DIR, or run them under clawcage service, which gives each agent ` +
+              `its own log; --no-audit to run without one)`
+            : `(--audit-dir DIR to write it elsewhere, --no-audit to run without one)`),
       );
     }
 

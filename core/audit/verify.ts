@@ -5,7 +5,7 @@
 
 import { GENESIS, keyId, lineHash, sealMacValid, sealSignatureValid } from "./chain.ts";
 import type { AuditRecord } from "./events.ts";
-import { readHead, readKey, readPublicKey } from "./key.ts";
+import { headPath, readHead, readKey, readPublicKey } from "./key.ts";
 import { AuditReadError, isRecord, logFiles } from "./read.ts";
 import { splitLines } from "./segments.ts";
 
@@ -32,7 +32,9 @@ export interface VerifyReport {
   path: string;
   files: number;
   records: number;
+  /** The log's first record (also when broken, if any record was read). */
   first_seq: number | null;
+  /** The last record read: the log's end when intact, the last one before the break when not. */
   last_seq: number | null;
   log_id: string | null;
   key_id: string | null;
@@ -49,6 +51,12 @@ export interface VerifyReport {
   unsealed_tail: number;
   /** Whether the sealed head in the key directory was found and matched. */
   sealed_head: "match" | "absent" | "not checked";
+  /**
+   * Whether records cut from the end would have been seen: only with a key and the sealed head
+   * next to it. When false, `end_warning` says why ("end of log not checked: no key; ...").
+   */
+  end_checked: boolean;
+  end_warning: string | null;
   broken: Problem | null;
   notes: string[];
 }
@@ -88,6 +96,8 @@ export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string
     seals: { verified: 0, unchecked: 0, signatures_verified: 0, last_sealed_seq: null },
     unsealed_tail: 0,
     sealed_head: "not checked",
+    end_checked: false,
+    end_warning: null,
     broken: null,
     notes: [],
   };
@@ -103,6 +113,9 @@ export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string
   let logId: string | null = null;
 
   const stop = (p: Problem): VerifyReport => {
+    report.first_seq = first?.seq ?? null;
+    report.last_seq = prev?.seq ?? null;
+    report.log_id = logId;
     report.broken = p;
     return report;
   };
@@ -285,7 +298,8 @@ export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string
     const head = readHead(headNextTo, logId);
     if (!head) {
       report.sealed_head = "absent";
-      report.notes.push(`no sealed head for log ${logId} next to the key`);
+      report.end_warning = `end of log not checked: no sealed head for log ${logId} next to ` +
+        `the key (${headPath(headNextTo, logId)})`;
     } else if (report.last_seq === null || report.last_seq < head.seq) {
       return stop({
         kind: "truncated",
@@ -306,6 +320,7 @@ export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string
       });
     } else {
       report.sealed_head = "match";
+      report.end_checked = true;
     }
   }
   if (single) report.notes.push("single segment: its link to earlier segments is not checked");
@@ -316,10 +331,11 @@ export function verifyLog(path: string, keyFile?: string, publicKeyFile?: string
     );
   }
   if (!key && !pub) {
-    report.notes.push("seals were not checked: no key given (--key or --pubkey)");
-  } else if (!key) {
-    report.notes.push("seal MACs were not checked (no --key); signatures were");
+    report.end_warning = "end of log not checked: no key; pass --key/--pubkey";
+  } else if (!logId) {
+    report.end_warning = "end of log not checked: no segment header names the log's id";
   }
+  if (pub && !key) report.notes.push("seal MACs were not checked (no --key); signatures were");
   report.ok = true;
   return report;
 }

@@ -75,6 +75,9 @@ export class AuditBusyError extends Error {}
 /** Opening the log failed (in use by another writer, bad key, unreadable tail). */
 export class AuditOpenError extends Error {}
 
+/** Opening the log failed because another writer holds it (one writer per log directory). */
+export class AuditLockedError extends AuditOpenError {}
+
 type ResolvedOptions =
   & Required<Omit<AuditLogOptions, "onFailure" | "onRecord">>
   & Pick<AuditLogOptions, "onFailure" | "onRecord">;
@@ -207,7 +210,7 @@ export class AuditLog {
       throw new AuditOpenError(`cannot lock audit log ${abs}: ${(e as Error).message}`);
     }
     if (!lock) {
-      throw new AuditOpenError(
+      throw new AuditLockedError(
         `audit log ${abs} is in use by another writer (${LOCK_FILE} is locked); only one writer may append`,
       );
     }

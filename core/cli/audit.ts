@@ -1,11 +1,14 @@
 // `clawcage audit verify|tail|query`: check, follow and search the audit trail.
 
 import { parseArgs } from "node:util";
-import { join } from "node:path";
-import type { AuditRecord } from "../audit/events.ts";
+import { resolve } from "node:path";
+import { type AuditRecord, type Decision, EVENT_CLASSES, EVENT_TYPES } from "../audit/events.ts";
 import { type Filter, formatRecord, hostGlob, matches, parseTime } from "../audit/format.ts";
-import { KEY_FILE, PUBLIC_KEY_FILE } from "../audit/key.ts";
+import { PUBLIC_KEY_FILE } from "../audit/key.ts";
 import { defaultAuditDir, defaultKeyDir } from "../audit/paths.ts";
+import { auditSettings } from "../audit/settings.ts";
+import { writerKeys } from "../audit/verify_keys.ts";
+import { loadPolicyFile, PolicyError } from "../policy/load.ts";
 import { AuditReadError, logFiles, logsAt, parseRecord, readRecords } from "../audit/read.ts";
 import { type SegmentRef, splitLines } from "../audit/segments.ts";
 import { VerifyError, verifyLog, type VerifyReport } from "../audit/verify.ts";
@@ -17,13 +20,16 @@ PATH is a log directory, one segment file, or a directory of log directories (on
 verify checks each, query and tail merge them by time) (default: ${defaultAuditDir()}).
 
 Commands:
-  verify [--json] [--key FILE] [--pubkey FILE] [PATH]
+  verify [--json] [--key FILE] [--pubkey FILE] [--policy FILE] [PATH]
       check every hash link, sequence number and seal; report the first broken record with
       its file, line and seq. Exit 0 when intact, 1 when broken, 2 when it cannot be read.
-      --key FILE: the HMAC sealing key (default: ${join(defaultKeyDir(), KEY_FILE)}, used
-      only when PATH is not given). --pubkey FILE: the Ed25519 public key
+      --key FILE: the HMAC sealing key. --pubkey FILE: the Ed25519 public key
       (${PUBLIC_KEY_FILE} in the key directory; checks the seals' signatures and cannot make
-      them: give it to auditors). Without either the seals are not checked.
+      them: give it to auditors). Without either, the keys in the writer's key directory:
+      --policy FILE's audit.key_dir (its log_dir is the default PATH), else
+      ${defaultKeyDir()} for the default log or for a log whose sealed head it holds.
+      Without any key the seals and the end of the log are not checked (a cut-off end looks
+      intact), and verify says so.
   tail [-f] [-n N] [--all] [--json] [PATH]
       the last N events (default 20); -f keeps following new ones.
   query [--since T] [--until T] [--type T]... [--decision D] [--sandbox S] [--host GLOB]
@@ -40,7 +46,7 @@ export async function auditCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case "verify":
-      return verifyCommand(rest);
+      return await verifyCommand(rest);
     case "tail":
       return await tailCommand(rest);
     case "query":
@@ -81,30 +87,53 @@ function onePath(positionals: string[]): string | undefined {
 
 // ---- verify ------------------------------------------------------------------------------
 
-function verifyCommand(args: string[]): number {
+async function verifyCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     json: { type: "boolean" },
     key: { type: "string" },
     pubkey: { type: "string" },
+    policy: { type: "string", short: "p" },
   });
   if (values.help) {
     console.log(AUDIT_HELP);
     return 0;
   }
   const given = onePath(positionals);
-  const path = given ?? defaultAuditDir();
-  let keyFile = values.key as string | undefined;
-  let pubFile = values.pubkey as string | undefined;
-  if (!keyFile && !pubFile && !given) {
-    const k = join(defaultKeyDir(), KEY_FILE);
-    if (exists(k)) keyFile = k;
-    const p = join(defaultKeyDir(), PUBLIC_KEY_FILE);
-    if (exists(p)) pubFile = p;
+  const policyPath = values.policy as string | undefined;
+  let settings = auditSettings(undefined);
+  if (policyPath) {
+    try {
+      settings = auditSettings((await loadPolicyFile(policyPath)).audit);
+    } catch (e) {
+      if (e instanceof PolicyError) throw new UsageError(e.message);
+      throw e;
+    }
   }
+  const path = given ?? settings.dir;
+  const keyFile = values.key as string | undefined;
+  const pubFile = values.pubkey as string | undefined;
+  // Without --key/--pubkey: the key directory the writer used, where it can be told (the
+  // policy names it for every log; the default key directory is the default log's).
+  const isDefault = given === undefined || resolve(given) === settings.dir;
+  const named = (log: string) =>
+    policyPath
+      ? `audit.key_dir of ${policyPath}`
+      : isDefault && log === path
+      ? "the default log's key directory"
+      : null;
   // A directory of logs (one per agent) is verified log by log.
   const reports: VerifyReport[] = [];
   try {
-    for (const log of logsAt(path)) reports.push(verifyLog(log, keyFile, pubFile));
+    for (const log of logsAt(path)) {
+      if (keyFile || pubFile) {
+        reports.push(verifyLog(log, keyFile, pubFile));
+        continue;
+      }
+      const found = writerKeys(log, settings.keyDir, named(log));
+      const r = verifyLog(log, found.keyFile, found.pubFile);
+      if (found.source) r.notes.push(found.source);
+      reports.push(r);
+    }
   } catch (e) {
     if (e instanceof VerifyError || e instanceof AuditReadError) throw new UsageError(e.message);
     throw e;
@@ -135,23 +164,17 @@ function printReport(r: VerifyReport): void {
     const seals = checked
       ? checked + (r.sealed_head === "match" ? ", sealed head matches" : "")
       : `${r.seals.unchecked} seals NOT checked (no key)`;
+    const intact = r.end_checked ? "intact" : `intact (${r.end_warning})`;
     console.log(
-      `intact: ${r.path}: ${r.files} file(s), ${r.records} records (${range}), ${seals}`,
+      `${intact}: ${r.path}: ${r.files} file(s), ${r.records} records (${range}), ${seals}`,
     );
   }
   for (const n of r.notes) console.log(`  note: ${n}`);
 }
 
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // ---- query -------------------------------------------------------------------------------
+
+const DECISIONS: string[] = ["allow", "deny", "audit"] satisfies Decision[];
 
 function queryCommand(args: string[]): number {
   const { values, positionals } = parse(args, {
@@ -179,10 +202,22 @@ function queryCommand(args: string[]): number {
     }
     filter[k] = t;
   }
-  if (values.type) filter.types = values.type as string[];
+  if (values.type) {
+    filter.types = values.type as string[];
+    for (const t of filter.types) {
+      if (!(EVENT_CLASSES as string[]).includes(t) && !EVENT_TYPES.includes(t)) {
+        throw new UsageError(
+          `--type ${t}: no such event class or type; classes: ${EVENT_CLASSES.join(", ")}; ` +
+            `types: ${EVENT_TYPES.join(", ")}`,
+        );
+      }
+    }
+  }
   const decision = values.decision as string | undefined;
-  if (decision !== undefined && !["allow", "deny", "audit"].includes(decision)) {
-    throw new UsageError(`--decision ${decision}: must be allow, deny or audit`);
+  if (decision !== undefined && !DECISIONS.includes(decision)) {
+    throw new UsageError(
+      `--decision ${decision}: no such decision; one of: ${DECISIONS.join(", ")}`,
+    );
   }
   filter.decision = decision;
   filter.sandbox = values.sandbox as string | undefined;

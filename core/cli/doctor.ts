@@ -212,8 +212,10 @@ export async function doctorCommand(args: string[]): Promise<number> {
   try {
     policy = policyPath ? await loadPolicyFile(policyPath) : undefined;
   } catch (e) {
-    if (e instanceof PolicyError) throw new UsageError(e.message);
-    throw e;
+    if (!(e instanceof PolicyError)) throw e;
+    // Machine readers get JSON either way: the problems, each with file:line:column.
+    if (json) printJson({ ok: false, policy: policyPath, error: e.message, problems: e.problems });
+    throw new UsageError(e.message);
   }
   const checks = runChecks();
   // The audit trail as `clawcage run` would write it (with --policy: as that policy says).

@@ -6,7 +6,7 @@
 
 import { detect } from "../../router/pii/detect.ts";
 import type { Entity } from "../../router/pii/types.ts";
-import { fail, UsageError } from "./common.ts";
+import { fail } from "./common.ts";
 
 const USAGE = `Usage:
   clawcage pii scan [--json | --jsonl] [--min-score X] [FILE]
@@ -16,6 +16,7 @@ Reads FILE, or standard input when no FILE is given (UTF-8 text).
   scan            one entity per line: TYPE start-end score masked-text
   scan --json     {"entities": [{"type","start","end","score"}]} (offsets are JS string indices)
   scan --jsonl    each input line is {"text": "..."}; writes one {"entities": [...]} line per line
+                  ({"line": N, "error": "..."} for a bad line, the rest go on; exit 1 if any)
   redact          the text with each entity replaced by <TYPE_N> (same value, same placeholder)`;
 
 interface Options {
@@ -124,6 +125,65 @@ async function write(s: string): Promise<void> {
   while (off < data.length) off += await Deno.stdout.write(data.subarray(off));
 }
 
+/**
+ * `scan --jsonl`: one output line per input line, in order. A line that is not valid UTF-8, not
+ * JSON or not {"text": "..."} gets {"line": N, "error": "..."} in its place and the rest go on;
+ * then one line on stderr says how many failed, and the exit status is 1.
+ */
+async function scanJsonLines(
+  input: Uint8Array,
+  name: string,
+  opts: { minScore: number },
+): Promise<number> {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let out = "";
+  let lines = 0;
+  let failed = 0;
+  let first = "";
+  for (let start = 0; start < input.length;) {
+    let end = input.indexOf(0x0a, start);
+    if (end < 0) end = input.length;
+    const bytes = input.subarray(start, end);
+    start = end + 1;
+    lines++;
+    let error: string | null = null;
+    let text = "";
+    try {
+      const doc = JSON.parse(decoder.decode(bytes)) as { text?: unknown } | null;
+      if (typeof doc !== "object" || doc === null || typeof doc.text !== "string") {
+        error = 'expected {"text": "..."}';
+      } else {
+        text = doc.text;
+      }
+    } catch (e) {
+      error = e instanceof SyntaxError ? "not valid JSON" : "not valid UTF-8";
+    }
+    if (error !== null) {
+      failed++;
+      if (!first) first = `${name}:${lines}: ${error}`;
+      out += JSON.stringify({ line: lines, error }) + "\n";
+    } else {
+      const entities = detect(text, opts).map(({ type, start, end, score }) => ({
+        type,
+        start,
+        end,
+        score,
+      }));
+      out += JSON.stringify({ entities }) + "\n";
+    }
+    if (out.length > 1 << 16) {
+      await write(out);
+      out = "";
+    }
+  }
+  await write(out);
+  if (failed > 0) {
+    console.error(`clawcage: pii: ${failed} of ${lines} lines failed (first: ${first})`);
+    return 1;
+  }
+  return 0;
+}
+
 export async function piiCommand(args: string[]): Promise<number> {
   const o = parse(args);
   if (!o) {
@@ -131,42 +191,12 @@ export async function piiCommand(args: string[]): Promise<number> {
     return args.length === 0 ? 2 : 0;
   }
   const name = o.file ?? "stdin";
-  const text = decode(await readInput(o.file), name);
+  const input = await readInput(o.file);
   const opts = { minScore: o.minScore };
+  if (o.format === "jsonl") return await scanJsonLines(input, name, opts);
+  const text = decode(input, name);
   if (o.mode === "redact") {
     await write(redact(text, detect(text, opts)));
-    return 0;
-  }
-  if (o.format === "jsonl") {
-    const lines = text.split("\n");
-    if (lines[lines.length - 1] === "") lines.pop();
-    let out = "";
-    for (let i = 0; i < lines.length; i++) {
-      let doc: unknown;
-      try {
-        doc = JSON.parse(lines[i]);
-      } catch {
-        await write(out);
-        throw new UsageError(`pii: ${name}:${i + 1}: not valid JSON`);
-      }
-      const t = (doc as { text?: unknown } | null)?.text;
-      if (typeof doc !== "object" || doc === null || typeof t !== "string") {
-        await write(out);
-        throw new UsageError(`pii: ${name}:${i + 1}: expected {"text": "..."}`);
-      }
-      const entities = detect(t, opts).map(({ type, start, end, score }) => ({
-        type,
-        start,
-        end,
-        score,
-      }));
-      out += JSON.stringify({ entities }) + "\n";
-      if (out.length > 1 << 16) {
-        await write(out);
-        out = "";
-      }
-    }
-    await write(out);
     return 0;
   }
   const entities = detect(text, opts);

@@ -8,6 +8,7 @@ import { readRecords } from "../../core/audit/read.ts";
 import { verifyLog } from "../../core/audit/verify.ts";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { cli } from "../helpers/cli.ts";
+import { selfCommand } from "../../core/self.ts";
 import { readLines } from "./helpers.ts";
 import { sandboxSkipReason } from "../helpers/host.ts";
 
@@ -220,13 +221,62 @@ test("the log held by another writer: the agent does not start (exit 125)", asyn
   const e = setup();
   const other = await AuditLog.open(e.log, { keyDir: e.key });
   try {
-    const r = await run(e, `touch ${join(e.root, "ran")}`, ["-q"]);
+    // (The sandbox's /tmp is private: its stdout, not a marker file, shows it did not run.)
+    const r = await run(e, `echo ran; touch ${join(e.root, "ran")}`, ["-q"]);
     assert.equal(r.code, 125);
+    assert.equal(r.stdout, "");
     assert.match(r.stderr, /^clawcage: audit log .* is in use by another writer/);
     assert.match(r.stderr, /refusing to start the agent/);
+    // It says how to run several at once.
+    assert.match(
+      r.stderr,
+      /one writer per log: to run several agents at once, give each clawcage run its own --audit-dir DIR, or run them under clawcage service, which gives each agent its own log/,
+    );
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
     assert.throws(() => Deno.statSync(join(e.root, "ran")), Deno.errors.NotFound);
   } finally {
     await other.close();
+    Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("two runs at once on one log: the second is refused and told how to run several", async () => {
+  const e = setup();
+  // The first run's agent says it started (its writer holds the log) and waits for the second.
+  const argv = selfCommand([
+    "run",
+    "-q",
+    "-p",
+    e.policy,
+    "-w",
+    "/tmp",
+    "--",
+    "/bin/sh",
+    "-c",
+    "echo started; sleep 3",
+  ]);
+  const first = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const reader = first.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    assert.equal(new TextDecoder().decode(value), "started\n");
+    const second = await run(e, "echo ran", ["-q"]);
+    assert.equal(second.code, 125, second.stderr);
+    assert.equal(second.stdout, "", "the second agent did not start");
+    assert.match(second.stderr, /^clawcage: audit log .* is in use by another writer/);
+    assert.match(
+      second.stderr,
+      /give each clawcage run its own --audit-dir DIR, or run them under clawcage service/,
+    );
+  } finally {
+    const done = await first.output();
+    assert.equal(done.code, 0, new TextDecoder().decode(done.stderr));
     Deno.removeSync(e.root, { recursive: true });
   }
 });

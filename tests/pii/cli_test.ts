@@ -74,13 +74,45 @@ Deno.test("pii redact: consistent placeholders", async () => {
 Deno.test("pii: bad input gets one line with the line number and a non-zero exit", async () => {
   const badJson = await cli(["scan", "--jsonl"], '{"text": "a"}\n{oops\n');
   assert.notEqual(badJson.code, 0);
-  assert.equal(badJson.stderr.trim(), "clawcage: pii: stdin:2: not valid JSON");
+  assert.equal(
+    badJson.stderr.trim(),
+    "clawcage: pii: 1 of 2 lines failed (first: stdin:2: not valid JSON)",
+  );
   const badShape = await cli(["scan", "--jsonl"], '{"text": 5}\n');
-  assert.equal(badShape.stderr.trim(), 'clawcage: pii: stdin:1: expected {"text": "..."}');
+  assert.equal(
+    badShape.stderr.trim(),
+    'clawcage: pii: 1 of 1 lines failed (first: stdin:1: expected {"text": "..."})',
+  );
   const badUtf8 = await cli(["scan"], new Uint8Array([0x6f, 0x6b, 0x0a, 0xff, 0xfe, 0x0a]));
   assert.notEqual(badUtf8.code, 0);
   assert.equal(badUtf8.stderr.trim(), "clawcage: pii: stdin:2: input is not valid UTF-8");
   const noFile = await cli(["scan", "/nonexistent/file.txt"], "");
   assert.equal(noFile.stderr.trim(), "clawcage: pii: /nonexistent/file.txt: no such file");
   assert.notEqual(noFile.code, 0);
+});
+
+Deno.test("pii scan --jsonl: a bad line gets an error object in its place; the rest go on", async () => {
+  const enc = new TextEncoder();
+  const input = new Uint8Array([
+    ...enc.encode(JSON.stringify({ text: "SSN 536-22-1234" }) + "\n"),
+    ...enc.encode("{oops\n"),
+    ...enc.encode('{"text": 5}\n'),
+    ...enc.encode('{"text": "'),
+    0xff,
+    ...enc.encode('"}\n'), // not UTF-8
+    ...enc.encode(JSON.stringify({ text: "card 4111 1111 1111 1111" }) + "\n"),
+  ]);
+  const r = await cli(["scan", "--jsonl"], input);
+  assert.equal(r.code, 1, r.stderr);
+  const out = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(out.length, 5);
+  assert.deepEqual(out[0].entities.map((e: { type: string }) => e.type), ["US_SSN"]);
+  assert.deepEqual(out[1], { line: 2, error: "not valid JSON" });
+  assert.deepEqual(out[2], { line: 3, error: 'expected {"text": "..."}' });
+  assert.deepEqual(out[3], { line: 4, error: "not valid UTF-8" });
+  assert.deepEqual(out[4].entities.map((e: { type: string }) => e.type), ["CREDIT_CARD"]);
+  assert.equal(
+    r.stderr.trim(),
+    "clawcage: pii: 3 of 5 lines failed (first: stdin:2: not valid JSON)",
+  );
 });
