@@ -14,9 +14,10 @@ import {
   shouldRestart,
 } from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
-import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
+import { closedPort, CLOUD_KEY, Upstream } from "../router/helpers.ts";
 import { openaiUpstream } from "../router/upstreams.ts";
 import { sandboxSkipReason } from "../helpers/host.ts";
+import { systemProgramSkip } from "../egress/sandbox_skip.ts";
 import {
   describe,
   processesMentioning,
@@ -27,6 +28,8 @@ import {
 
 const skip = sandboxSkipReason();
 if (skip) console.log(`service tests with sandboxed agents skipped: ${skip}`);
+const noCurl = systemProgramSkip(["curl"]);
+if (!skip && noCurl) console.log(`service inference.local test skipped: ${noCurl}`);
 
 const POLICY = new URL("../../policies/default.yaml", import.meta.url).pathname;
 
@@ -483,6 +486,115 @@ privacy:
       } catch { /* exited */ }
       await svc.exit();
       await up.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The agent's policy: the default one plus a privacy section whose cloud backend needs a key. */
+const privacyPolicyText = async (cloudUrl: string) =>
+  `${await Deno.readTextFile(POLICY)}
+privacy:
+  backends:
+    cloud: { type: openai, base_url: "${cloudUrl}/v1", api_key_env: SVC_AGENT_CLOUD_KEY, model: m1 }
+  cloud: cloud
+`;
+
+Deno.test("service: an agent's supervisor secrets come from the service, never via env:", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.mkdir(`${dir}/creds`);
+    await Deno.writeTextFile(`${dir}/creds/agent-key`, `${CLOUD_KEY}\n`);
+    await Deno.writeTextFile(`${dir}/policy.yaml`, await privacyPolicyText("http://127.0.0.1:9"));
+    const cfg = `${dir}/clawcage.yaml`;
+    const check = async (more: string, env: Record<string, string> = {}) => {
+      await Deno.writeTextFile(cfg, config(dir, agent("inf", `["true"]`, more)));
+      return await cli(["service", "--check", "--config", cfg], { env });
+    };
+    const missing = await check("");
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^clawcage: agent inf: SVC_AGENT_CLOUD_KEY \(\S+\/policy\.yaml: privacy\.backends\.cloud\.api_key_env\) is not set in the service's environment; set it with EnvironmentFile= or LoadCredential= and agents\.inf\.credentials\n$/,
+    );
+    const inEnv = await check("    env: {SVC_AGENT_CLOUD_KEY: x}\n", { SVC_AGENT_CLOUD_KEY: "k" });
+    assert.equal(inEnv.code, 2, inEnv.stderr);
+    assert.match(inEnv.stderr, /agent inf: env: SVC_AGENT_CLOUD_KEY is a secret of the supervisor/);
+    const stray = await check("    credentials: {OTHER_KEY: agent-key}\n", {
+      SVC_AGENT_CLOUD_KEY: "k",
+      CREDENTIALS_DIRECTORY: `${dir}/creds`,
+    });
+    assert.equal(stray.code, 2, stray.stderr);
+    assert.match(stray.stderr, /agent inf: credentials: OTHER_KEY is not named by \S+policy\.yaml/);
+    assert.equal((await check("", { SVC_AGENT_CLOUD_KEY: "k" })).code, 0);
+    const cred = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n", {
+      CREDENTIALS_DIRECTORY: `${dir}/creds`,
+    });
+    assert.equal(cred.code, 0, cred.stderr);
+    const noDir = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n");
+    assert.equal(noDir.code, 2);
+    assert.match(noDir.stderr, /agents\.inf\.credentials needs \$CREDENTIALS_DIRECTORY/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "service: an agent reaches http://inference.local with the cloud key in its supervisor only",
+  ignore: skip !== null || noCurl !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    // The cloud: answers only with the right key.
+    const cloud = new Upstream((rec) =>
+      rec.headers.get("authorization") === `Bearer ${CLOUD_KEY}`
+        ? Response.json({
+          id: "c1",
+          object: "chat.completion",
+          created: 0,
+          model: "m1",
+          choices: [{
+            index: 0,
+            message: { role: "assistant", content: "KEY-ACCEPTED" },
+            finish_reason: "stop",
+          }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        })
+        : Response.json({ error: { message: "bad key" } }, { status: 401 })
+    );
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.writeTextFile(`${dir}/policy.yaml`, await privacyPolicyText(cloud.url));
+    const cfg = `${dir}/clawcage.yaml`;
+    const body = JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] });
+    const script = `env | sed 's/^/ENV /'; ` +
+      `curl -sS -H 'content-type: application/json' -d '${body}' "$OPENAI_BASE_URL/chat/completions"; ` +
+      `echo; echo done-inf`;
+    await Deno.writeTextFile(
+      cfg,
+      config(dir, agent("inf", JSON.stringify(["sh", "-c", script]), "    restart: never\n")),
+    );
+    const svc = new ServiceProcess(cfg, { SVC_AGENT_CLOUD_KEY: CLOUD_KEY });
+    try {
+      await svc.waitForOutput(/\[inf\] done-inf/, 60_000);
+      assert.match(svc.output, /\[inf\] done-inf/, svc.output);
+      assert.match(svc.output, /\[inf\] ENV OPENAI_BASE_URL=http:\/\/inference\.local\/v1\n/);
+      assert.match(svc.output, /\[inf\] \{.*"content":"KEY-ACCEPTED"/, svc.output);
+      assert.equal(cloud.received.length, 1);
+      assert.equal(cloud.received[0].headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
+      // Neither the key nor its variable is in the agent's environment.
+      assert.ok(!svc.output.includes(CLOUD_KEY), svc.output);
+      assert.doesNotMatch(svc.output, /ENV SVC_AGENT_CLOUD_KEY/);
+      svc.child.kill("SIGTERM");
+      assert.equal((await svc.exit()).code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await cloud.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
