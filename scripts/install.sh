@@ -264,6 +264,13 @@ if [ ! -e "$ETC/policy.yaml" ]; then
 	mv -f "$TMP/policy.yaml" "$ETC/policy.yaml"
 	say "wrote the default policy to $ETC/policy.yaml"
 fi
+if [ ! -e "$ETC/router.yaml" ]; then
+	# The privacy policy of the host router (commented; enabled by router: in clawcage.yaml).
+	"$BIN" __print router-policy >"$TMP/router.yaml" || die "cannot get the router policy from $BIN"
+	chmod 0644 "$TMP/router.yaml"
+	mv -f "$TMP/router.yaml" "$ETC/router.yaml"
+	say "wrote the host router's policy to $ETC/router.yaml (keys go in $ETC/credentials, mode 0600)"
+fi
 if [ ! -e "$ETC/clawcage.yaml" ]; then
 	cat >"$TMP/clawcage.yaml" <<'YAML'
 # clawcage service configuration: the agents `clawcage service` runs (systemd: clawcage.service).
