@@ -4,7 +4,9 @@
 
 import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
-import { POLICY_RELOADED } from "../../core/service/service.ts";
+import { agentSpec, POLICY_RELOADED } from "../../core/service/service.ts";
+import { parsePolicy } from "../../core/policy/load.ts";
+import { supervisorVars } from "../../core/policy/supervisor_env.ts";
 import { countDenials } from "../../core/service/denials.ts";
 import {
   Child,
@@ -537,6 +539,81 @@ Deno.test("service: an agent's supervisor secrets come from the service, never v
     assert.match(noDir.stderr, /agents\.inf\.credentials needs \$CREDENTIALS_DIRECTORY/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("supervisorVars: api_key_env, credentials' env and headers_env, each name once", () => {
+  const policy = parsePolicy(
+    `version: 1
+privacy:
+  backends:
+    a: { type: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: KEY_A, model: m }
+    b: { type: openai, base_url: "http://127.0.0.1:2/v1", api_key_env: KEY_A, model: m }
+  cloud: a
+credentials:
+  gh: { env: GH_TOKEN, hosts: [api.github.com] }
+  f: { file: /etc/clawcage/f.token, hosts: [x.example] }
+audit:
+  export:
+    otlp: { url: "http://127.0.0.1:4318/v1/logs", headers_env: { authorization: OTLP_TOKEN } }
+`,
+    "p.yaml",
+  );
+  assert.deepEqual(supervisorVars(policy), [
+    { name: "KEY_A", key: "privacy.backends.a.api_key_env", required: true },
+    { name: "GH_TOKEN", key: "credentials.gh.env", required: true },
+    { name: "OTLP_TOKEN", key: "audit.export.otlp.headers_env.authorization", required: false },
+  ]);
+});
+
+Deno.test("service: agentSpec puts supervisor secrets in clawcage run's environment only", () => {
+  Deno.env.set("SVC_SPEC_KEY_A", "value-a");
+  Deno.env.set("SVC_SPEC_KEY_B", "value-b");
+  try {
+    const base = {
+      command: ["true"],
+      policy: "/p.yaml",
+      workdir: "/",
+      env: { SHOWN: "1" },
+      credentials: {},
+      restart: "never" as const,
+      rootless: false,
+    };
+    const a = agentSpec("x", {
+      ...base,
+      supervisor_vars: [{ name: "SVC_SPEC_KEY_A", key: "k", required: true }],
+    });
+    assert.equal(a.env.SVC_SPEC_KEY_A, "value-a");
+    assert.equal(a.env.SHOWN, "1");
+    const envArgs = a.argv.flatMap((v, i) => a.argv[i - 1] === "--env" ? [v] : []);
+    assert.deepEqual(envArgs, ["SHOWN"], "only env: entries are forwarded into the agent");
+    // A policy that names another variable changes the spec: the reload restarts the agent.
+    const b = agentSpec("x", {
+      ...base,
+      supervisor_vars: [
+        { name: "SVC_SPEC_KEY_A", key: "k", required: true },
+        { name: "SVC_SPEC_KEY_B", key: "k2", required: true },
+      ],
+    });
+    assert.equal(b.env.SVC_SPEC_KEY_B, "value-b");
+    assert.notEqual(JSON.stringify(a), JSON.stringify(b));
+    // An optional one (headers_env) that is not set is left out; a required one is an error.
+    const c = agentSpec("x", {
+      ...base,
+      supervisor_vars: [{ name: "SVC_SPEC_UNSET", key: "k", required: false }],
+    });
+    assert.equal("SVC_SPEC_UNSET" in c.env, false);
+    assert.throws(
+      () =>
+        agentSpec("x", {
+          ...base,
+          supervisor_vars: [{ name: "SVC_SPEC_UNSET", key: "privacy.x", required: true }],
+        }),
+      /agent x: SVC_SPEC_UNSET \(\/p\.yaml: privacy\.x\) is not set/,
+    );
+  } finally {
+    Deno.env.delete("SVC_SPEC_KEY_A");
+    Deno.env.delete("SVC_SPEC_KEY_B");
   }
 });
 
