@@ -107,9 +107,14 @@ export class ConfigError extends Error {}
 /**
  * Reads and validates the configuration. Relative paths become absolute (relative to the
  * file's directory); every agent's and the router's policy is loaded, so a broken policy is
- * reported before anything starts.
+ * reported before anything starts. `secrets: false` (`service --check`, which the installer runs
+ * outside systemd's environment and credentials) skips checking that each agent's supervisor
+ * secrets have values.
  */
-export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
+export async function loadServiceConfig(
+  path: string,
+  opts: { secrets?: boolean } = {},
+): Promise<ServiceConfig> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -154,7 +159,7 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
       const policy = await loadPolicyFile(agent.policy);
       trusted(`agent ${name}: `, agent.policy);
       agent.supervisor_vars = supervisorVars(policy);
-      problems.push(...secretProblems(name, agent));
+      problems.push(...secretProblems(name, agent, opts.secrets ?? true));
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       problems.push(`agent ${name}: ${e.message}`);
@@ -192,10 +197,10 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
 
 /**
  * What keeps the agent's supervisor secrets from working or from staying out of the agent: one
- * that `env:` would also hand to the agent, a `credentials:` entry the policy does not name, a
- * required one the service cannot provide.
+ * that `env:` would also hand to the agent, a `credentials:` entry the policy does not name, and
+ * (with `values`) a required one the service cannot provide.
  */
-function secretProblems(name: string, agent: AgentConfig): string[] {
+function secretProblems(name: string, agent: AgentConfig, values: boolean): string[] {
   const vars = agent.supervisor_vars ?? [];
   const problems: string[] = [];
   for (const v of vars) {
@@ -214,7 +219,7 @@ function secretProblems(name: string, agent: AgentConfig): string[] {
       );
     }
   }
-  if (problems.length) return problems;
+  if (problems.length || !values) return problems;
   try {
     supervisorEnv(name, agent.policy, vars, agent.credentials);
   } catch (e) {

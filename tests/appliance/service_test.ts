@@ -510,11 +510,15 @@ Deno.test("service: an agent's supervisor secrets come from the service, never v
     await Deno.writeTextFile(`${dir}/creds/agent-key`, `${CLOUD_KEY}\n`);
     await Deno.writeTextFile(`${dir}/policy.yaml`, await privacyPolicyText("http://127.0.0.1:9"));
     const cfg = `${dir}/clawcage.yaml`;
-    const check = async (more: string, env: Record<string, string> = {}) => {
+    const check = async (more: string, env: Record<string, string> = {}, start = false) => {
       await Deno.writeTextFile(cfg, config(dir, agent("inf", `["true"]`, more)));
-      return await cli(["service", "--check", "--config", cfg], { env });
+      return await cli(["service", ...(start ? [] : ["--check"]), "--config", cfg], { env });
     };
-    const missing = await check("");
+    // --check runs outside the service's environment (the installer): it cannot see the keys.
+    const checked = await check("");
+    assert.equal(checked.code, 0, checked.stderr);
+    // Starting the service without the key: exit 2 (systemd does not restart it), one line.
+    const missing = await check("", {}, true);
     assert.equal(missing.code, 2, missing.stderr);
     assert.match(
       missing.stderr,
@@ -529,12 +533,7 @@ Deno.test("service: an agent's supervisor secrets come from the service, never v
     });
     assert.equal(stray.code, 2, stray.stderr);
     assert.match(stray.stderr, /agent inf: credentials: OTHER_KEY is not named by \S+policy\.yaml/);
-    assert.equal((await check("", { SVC_AGENT_CLOUD_KEY: "k" })).code, 0);
-    const cred = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n", {
-      CREDENTIALS_DIRECTORY: `${dir}/creds`,
-    });
-    assert.equal(cred.code, 0, cred.stderr);
-    const noDir = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n");
+    const noDir = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n", {}, true);
     assert.equal(noDir.code, 2);
     assert.match(noDir.stderr, /agents\.inf\.credentials needs \$CREDENTIALS_DIRECTORY/);
   } finally {
@@ -597,6 +596,21 @@ Deno.test("service: agentSpec puts supervisor secrets in clawcage run's environm
     });
     assert.equal(b.env.SVC_SPEC_KEY_B, "value-b");
     assert.notEqual(JSON.stringify(a), JSON.stringify(b));
+    // From a systemd credential ($CREDENTIALS_DIRECTORY) before the environment.
+    const creds = Deno.makeTempDirSync({ prefix: "clawcage-svc-creds-" });
+    Deno.writeTextFileSync(`${creds}/key-a`, "from-credential\n");
+    Deno.env.set("CREDENTIALS_DIRECTORY", creds);
+    try {
+      const fromCred = agentSpec("x", {
+        ...base,
+        credentials: { SVC_SPEC_KEY_A: "key-a" },
+        supervisor_vars: [{ name: "SVC_SPEC_KEY_A", key: "k", required: true }],
+      });
+      assert.equal(fromCred.env.SVC_SPEC_KEY_A, "from-credential");
+    } finally {
+      Deno.env.delete("CREDENTIALS_DIRECTORY");
+      Deno.removeSync(creds, { recursive: true });
+    }
     // An optional one (headers_env) that is not set is left out; a required one is an error.
     const c = agentSpec("x", {
       ...base,
