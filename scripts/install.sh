@@ -264,6 +264,13 @@ if [ ! -e "$ETC/policy.yaml" ]; then
 	mv -f "$TMP/policy.yaml" "$ETC/policy.yaml"
 	say "wrote the default policy to $ETC/policy.yaml"
 fi
+if [ ! -e "$ETC/router.yaml" ]; then
+	# The privacy policy of the host router (commented; enabled by router: in clawcage.yaml).
+	"$BIN" __print router-policy >"$TMP/router.yaml" || die "cannot get the router policy from $BIN"
+	chmod 0644 "$TMP/router.yaml"
+	mv -f "$TMP/router.yaml" "$ETC/router.yaml"
+	say "wrote the host router's policy to $ETC/router.yaml (keys go in $ETC/credentials, mode 0600)"
+fi
 if [ ! -e "$ETC/clawcage.yaml" ]; then
 	cat >"$TMP/clawcage.yaml" <<'YAML'
 # clawcage service configuration: the agents `clawcage service` runs (systemd: clawcage.service).
@@ -276,8 +283,12 @@ agents: {}
 #    policy: /etc/clawcage/policy.yaml
 #    user: nobody
 #    workdir: /var/lib/clawcage/openclaw
-#    env: { OPENAI_BASE_URL: "http://127.0.0.1:8787/v1" }
-# router:
+#    # Model calls: give the policy a privacy section; the agent then gets
+#    # OPENAI_BASE_URL=http://inference.local/v1 (set automatically, served by its own sandbox).
+#    # Keys its policy names (api_key_env, credentials' env) go to clawcage run, never the agent:
+#    credentials: { OPENAI_API_KEY: openai-key }   # or the service's environment (EnvironmentFile=)
+#    env: { LOG_LEVEL: info }                      # what the agent sees: never keys
+# router:                                  # for clients on the host, outside sandboxes only
 #   policy: /etc/clawcage/router.yaml      # a policy with a privacy section
 #   listen: 127.0.0.1:8787
 #   credentials: { OPENAI_API_KEY: openai-key }   # LoadCredential=openai-key:/etc/clawcage/credentials/openai-key
@@ -332,8 +343,9 @@ cat >&2 <<NEXT
 clawcage $VERSION is installed at $BIN.
 Next steps:
   1. Describe your agents in $ETC/clawcage.yaml (and their policies, e.g. $ETC/policy.yaml).
-  2. Cloud keys for the router: put each in $ETC/credentials/NAME (mode 0600) and add
-     LoadCredential=NAME:/etc/clawcage/credentials/NAME with: systemctl edit clawcage
+  2. Cloud keys (agents reach models at http://inference.local): put each in
+     $ETC/credentials/NAME (mode 0600), add LoadCredential=NAME:/etc/clawcage/credentials/NAME with:
+     systemctl edit clawcage, and map it in clawcage.yaml (credentials: { VAR: NAME })
   3. Start it: systemctl enable --now clawcage      Status: clawcage status
   Try the sandbox now: clawcage run -- sh -c 'id; ls /'
 NEXT

@@ -1,10 +1,11 @@
-// `clawcage __print default-policy|systemd-unit`: prints a file embedded in the binary, so that
+// `clawcage __print default-policy|router-policy|systemd-unit`: prints a file embedded in the binary, so that
 // scripts/install.sh installs the policy and unit that match the binary it installs.
 
 import { UsageError } from "./common.ts";
 
 const ASSETS: Record<string, URL> = {
   "default-policy": new URL("../../policies/default.yaml", import.meta.url),
+  "router-policy": new URL("../../policies/router.yaml", import.meta.url),
   "systemd-unit": new URL("../../scripts/clawcage.service", import.meta.url),
 };
 

@@ -24,6 +24,8 @@ Options:
       --runtime-dir DIR   where the status socket lives (default: the configuration's
                           runtime_dir, /run/clawcage)
       --check             check the configuration and the policies it names, then exit
+                          (not whether the agents' keys are set: that needs the service's
+                          environment and credentials)
   -h, --help              show this help
 
 Signals: SIGHUP re-reads the configuration (starts new agents, stops removed ones, restarts
@@ -54,7 +56,9 @@ export async function serviceCommand(args: string[]): Promise<number> {
   }
   const configPath = values.config!;
   const load = async (): Promise<ServiceConfig> => {
-    const c = await loadServiceConfig(configPath);
+    // --check runs outside systemd (the installer, an admin's shell): without the service's
+    // environment and credentials, so it cannot check that the agents' keys have values.
+    const c = await loadServiceConfig(configPath, { secrets: !values.check });
     if (values["runtime-dir"]) c.runtime_dir = values["runtime-dir"];
     return c;
   };

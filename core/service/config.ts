@@ -7,6 +7,8 @@ import { z } from "zod";
 import { loadPolicyFile, parseYamlWithSchema, PolicyError } from "../policy/load.ts";
 import { envVarName } from "../policy/fields.ts";
 import { resolveUser, UnknownPrincipalError } from "../sandbox/users.ts";
+import { type SupervisorVar, supervisorVars } from "../policy/supervisor_env.ts";
+import { SecretError, supervisorEnv } from "./secrets.ts";
 
 export const DEFAULT_CONFIG_PATH = "/etc/clawcage/clawcage.yaml";
 export const DEFAULT_RUNTIME_DIR = "/run/clawcage";
@@ -32,6 +34,12 @@ const agentSchema = z.strictObject({
   workdir: z.string().min(1),
   /** Variables set for the agent (they travel in the environment, never on a command line). */
   env: z.record(envName, z.string()).default({}),
+  /**
+   * Environment variable -> systemd credential name (LoadCredential=NAME:...), for variables the
+   * agent's policy names for its supervisor (api_key_env, credentials' env): they go to the
+   * agent's `clawcage run`, never to the agent. Without an entry, the service's own environment.
+   */
+  credentials: z.record(envName, z.string().regex(/^[A-Za-z0-9._-]+$/)).default({}),
   /** When to start the agent again after it exits. */
   restart: z.enum(["always", "on-failure", "never"]).default("on-failure"),
   /** Landlock + seccomp only, no namespaces (for hosts without root). */
@@ -85,8 +93,13 @@ export const serviceConfigSchema = z.strictObject({
   }
 });
 
-export type ServiceConfig = z.infer<typeof serviceConfigSchema>;
-export type AgentConfig = z.infer<typeof agentSchema>;
+export type AgentConfig = z.infer<typeof agentSchema> & {
+  /** Set by loadServiceConfig: the variables the agent's policy names for its supervisor. */
+  supervisor_vars?: SupervisorVar[];
+};
+export type ServiceConfig = Omit<z.infer<typeof serviceConfigSchema>, "agents"> & {
+  agents: Record<string, AgentConfig>;
+};
 export type RouterConfig = z.infer<typeof routerSchema>;
 
 export class ConfigError extends Error {}
@@ -94,9 +107,14 @@ export class ConfigError extends Error {}
 /**
  * Reads and validates the configuration. Relative paths become absolute (relative to the
  * file's directory); every agent's and the router's policy is loaded, so a broken policy is
- * reported before anything starts.
+ * reported before anything starts. `secrets: false` (`service --check`, which the installer runs
+ * outside systemd's environment and credentials) skips checking that each agent's supervisor
+ * secrets have values.
  */
-export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
+export async function loadServiceConfig(
+  path: string,
+  opts: { secrets?: boolean } = {},
+): Promise<ServiceConfig> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -138,8 +156,10 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
   trusted("", path);
   for (const [name, agent] of Object.entries(config.agents)) {
     try {
-      await loadPolicyFile(agent.policy);
+      const policy = await loadPolicyFile(agent.policy);
       trusted(`agent ${name}: `, agent.policy);
+      agent.supervisor_vars = supervisorVars(policy);
+      problems.push(...secretProblems(name, agent, opts.secrets ?? true));
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
       problems.push(`agent ${name}: ${e.message}`);
@@ -173,6 +193,40 @@ export async function loadServiceConfig(path: string): Promise<ServiceConfig> {
   }
   if (problems.length) throw new ConfigError(problems.join("\n"));
   return config;
+}
+
+/**
+ * What keeps the agent's supervisor secrets from working or from staying out of the agent: one
+ * that `env:` would also hand to the agent, a `credentials:` entry the policy does not name, and
+ * (with `values`) a required one the service cannot provide.
+ */
+function secretProblems(name: string, agent: AgentConfig, values: boolean): string[] {
+  const vars = agent.supervisor_vars ?? [];
+  const problems: string[] = [];
+  for (const v of vars) {
+    if (v.name in agent.env) {
+      problems.push(
+        `agent ${name}: env: ${v.name} is a secret of the supervisor (${agent.policy}: ${v.key}); ` +
+          `remove it from env:, which the agent sees (the service passes it to clawcage run only)`,
+      );
+    }
+  }
+  for (const env of Object.keys(agent.credentials)) {
+    if (!vars.some((v) => v.name === env)) {
+      problems.push(
+        `agent ${name}: credentials: ${env} is not named by ${agent.policy} ` +
+          `(api_key_env, credentials' env or headers_env)`,
+      );
+    }
+  }
+  if (problems.length || !values) return problems;
+  try {
+    supervisorEnv(name, agent.policy, vars, agent.credentials);
+  } catch (e) {
+    if (!(e instanceof SecretError)) throw e;
+    problems.push(e.message);
+  }
+  return problems;
 }
 
 function readOrEmpty(path: string): string {

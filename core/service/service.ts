@@ -9,6 +9,7 @@ import { loadPolicyFile } from "../policy/load.ts";
 import { Child, type ChildSpec, type ChildStatus } from "./child.ts";
 import type { AgentConfig, RouterConfig, ServiceConfig } from "./config.ts";
 import { countDenials, type DenialCount } from "./denials.ts";
+import { readCredentials, supervisorEnv } from "./secrets.ts";
 
 export interface RouterBackend {
   name: string;
@@ -72,7 +73,15 @@ export function agentSpec(name: string, a: AgentConfig, auditLog?: string): Chil
   // Values travel in the environment (`-e NAME` passes it through), never on a command line.
   for (const k of Object.keys(a.env)) args.push("--env", k);
   args.push("--", ...a.command);
-  return { name, argv: selfCommand(args), env: { ...selfEnv(), ...a.env }, restart: a.restart };
+  // The secrets its policy names for the supervisor (cloud keys for inference.local, credentials
+  // for the proxy): in `clawcage run`'s environment, without --env, so the agent never has them.
+  const secrets = supervisorEnv(name, a.policy, a.supervisor_vars ?? [], a.credentials);
+  return {
+    name,
+    argv: selfCommand(args),
+    env: { ...selfEnv(), ...a.env, ...secrets },
+    restart: a.restart,
+  };
 }
 
 export function routerSpec(r: RouterConfig, stateDir: string): ChildSpec {
@@ -81,30 +90,13 @@ export function routerSpec(r: RouterConfig, stateDir: string): ChildSpec {
   return {
     name: "router",
     argv: selfCommand(args),
-    env: { ...selfEnv(), CLAWCAGE_STATE_DIR: stateDir, ...readCredentials(r.credentials) },
+    env: {
+      ...selfEnv(),
+      CLAWCAGE_STATE_DIR: stateDir,
+      ...readCredentials(r.credentials, "router.credentials"),
+    },
     restart: "always",
   };
-}
-
-/** Cloud keys from systemd credentials (LoadCredential=), for the router's environment only. */
-export function readCredentials(map: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  const entries = Object.entries(map);
-  if (entries.length === 0) return out;
-  const dir = Deno.env.get("CREDENTIALS_DIRECTORY");
-  if (!dir) {
-    throw new Error(
-      `router.credentials needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=); it is not set`,
-    );
-  }
-  for (const [env, cred] of entries) {
-    try {
-      out[env] = Deno.readTextFileSync(`${dir}/${cred}`).trim();
-    } catch (e) {
-      throw new Error(`router credential ${cred} (for ${env}): ${(e as Error).message}`);
-    }
-  }
-  return out;
 }
 
 async function fileHash(path: string): Promise<string> {
@@ -168,6 +160,7 @@ export class Service {
     const nextRouterKey = next.router
       ? JSON.stringify(routerSpec(next.router, next.state_dir))
       : null;
+    for (const [name, a] of Object.entries(next.agents)) agentSpec(name, a, next.audit_log);
     this.config = next;
     const stops: Promise<void>[] = [];
     for (const [name, entry] of this.#agents) {

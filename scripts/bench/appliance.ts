@@ -8,7 +8,8 @@
 // Deno from TypeScript sources, which costs more start time and memory than the compiled
 // binary would. Binary size: not measured for the same reason.
 //
-//   deno task bench appliance [--runs N] [--agents N]      (root: agents run in namespaces)
+//   deno task bench appliance [--runs N] [--agents N] [--agent-privacy]
+//   (root: agents run in namespaces)
 
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
@@ -19,7 +20,13 @@ import { machineLine, median } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { runs: { type: "string", default: "3" }, agents: { type: "string", default: "1" } },
+  options: {
+    runs: { type: "string", default: "3" },
+    agents: { type: "string", default: "1" },
+    // The agents' policy gets a privacy section: each `clawcage run` serves inference.local
+    // (the router and PII detector in the supervisor), as agents under the service use it.
+    "agent-privacy": { type: "boolean", default: false },
+  },
 });
 const runs = Number(values.runs);
 const agentCount = Number(values.agents);
@@ -85,6 +92,8 @@ function memory(pid: number): { rss: number; pss: number; comm: string } {
     ? "unshare (util-linux)"
     : comm.includes("__stage")
     ? "stage"
+    : comm.includes("__pdp")
+    ? "pdp"
     : comm.includes("service")
     ? "service"
     : comm.includes("router")
@@ -153,6 +162,13 @@ await Deno.writeTextFile(
   `${root}/etc/clawcage/router.yaml`,
   `version: 1\nprivacy:\n  backends:\n    local: { type: openai, base_url: "http://127.0.0.1:9/v1", model: m }\n  local: local\n`,
 );
+if (values["agent-privacy"]) {
+  await Deno.writeTextFile(
+    `${root}/etc/clawcage/policy.yaml`,
+    `\nprivacy:\n  backends:\n    local: { type: openai, base_url: "http://127.0.0.1:9/v1", model: m }\n  local: local\n`,
+    { append: true },
+  );
+}
 const agentsYaml = Array.from(
   { length: agentCount },
   (_, i) =>
@@ -235,7 +251,11 @@ console.log(
   `\ntotal vs goal 10 s: ${(median(totals) / 10_000).toFixed(2)}x of the budget; ` +
     `vs starting the agent directly: ${(median(totals) / median(directTimes)).toFixed(0)}x`,
 );
-console.log(`\n| control plane (${agentCount} agents + router) | processes | RSS MB | PSS MB |`);
+console.log(
+  `\n| control plane (${agentCount} agents${
+    values["agent-privacy"] ? " with inference.local" : ""
+  } + router) | processes | RSS MB | PSS MB |`,
+);
 console.log("| --- | ---: | ---: | ---: |");
 for (const [role, r] of byRole) {
   console.log(`| ${role} | ${r.n} | ${MB(r.rss)} | ${MB(r.pss)} |`);

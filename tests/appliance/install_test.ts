@@ -109,6 +109,29 @@ Deno.test("installer (deno run wrapper artifact, denort unavailable): fresh inst
         await Deno.readTextFile(new URL("../../policies/default.yaml", import.meta.url)),
       );
       assert.match(await Deno.readTextFile(`${root}/etc/clawcage/clawcage.yaml`), /^version: 1$/m);
+      // The host router's policy (issue 8: "router config"), commented, valid, no key in it.
+      const routerPolicy = await Deno.readTextFile(`${root}/etc/clawcage/router.yaml`);
+      assert.equal(
+        routerPolicy,
+        await Deno.readTextFile(new URL("../../policies/router.yaml", import.meta.url)),
+      );
+      assert.equal(await mode(`${root}/etc/clawcage/router.yaml`), 0o644);
+      assert.match(routerPolicy, /^privacy:$/m);
+      // Enabling the commented router block of clawcage.yaml gives a configuration that checks.
+      const withRouter = (await Deno.readTextFile(`${root}/etc/clawcage/clawcage.yaml`))
+        .replace(/^# router:/m, "router:")
+        .replace(/^# {3}(policy|listen):/gm, "  $1:")
+        .replaceAll("/etc/clawcage/", `${root}/etc/clawcage/`);
+      assert.match(withRouter, /^router:.*\n {2}policy: \S+router\.yaml/m);
+      await Deno.writeTextFile(`${root}/etc/clawcage/with-router.yaml`, withRouter);
+      const checked = await new Deno.Command(bin, {
+        args: ["service", "--check", "--config", `${root}/etc/clawcage/with-router.yaml`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(checked.code, 0, new TextDecoder().decode(checked.stderr));
+      assert.match(new TextDecoder().decode(checked.stdout), /ok \(0 agent\(s\), router\)/);
+      await Deno.remove(`${root}/etc/clawcage/with-router.yaml`);
       const unit = await Deno.readTextFile(`${root}/etc/systemd/system/clawcage.service`);
       assert.match(unit, /^ExecStart=\/usr\/local\/bin\/clawcage service /m);
       assert.equal(await mode(`${root}/etc/clawcage/credentials`), 0o700);
@@ -126,12 +149,15 @@ Deno.test("installer (deno run wrapper artifact, denort unavailable): fresh inst
         append: true,
       });
       const edited = await Deno.readTextFile(`${root}/etc/clawcage/policy.yaml`);
+      await Deno.writeTextFile(`${root}/etc/clawcage/router.yaml`, "# edited\n", { append: true });
+      const editedRouter = await Deno.readTextFile(`${root}/etc/clawcage/router.yaml`);
       release.publish(v2);
       const r = await install(["--base-url", release.url, "--root", root, "--no-doctor"]);
       assert.equal(r.code, 0, r.err);
       assert.match(r.err, /upgrading .*clawcage \(clawcage [\d.]+\) to [\d.]+/);
       assert.equal(await Deno.readTextFile(bin), v2);
       assert.equal(await Deno.readTextFile(`${root}/etc/clawcage/policy.yaml`), edited);
+      assert.equal(await Deno.readTextFile(`${root}/etc/clawcage/router.yaml`), editedRouter);
       assert.deepEqual(await binDirLeftovers(root), []);
       // The same version again: still fine (idempotent).
       const again = await install(["--base-url", release.url, "--root", root, "--no-doctor"]);

@@ -4,7 +4,9 @@
 
 import assert from "node:assert/strict";
 import { AuditLog } from "../../core/audit/writer.ts";
-import { POLICY_RELOADED } from "../../core/service/service.ts";
+import { agentSpec, POLICY_RELOADED } from "../../core/service/service.ts";
+import { parsePolicy } from "../../core/policy/load.ts";
+import { supervisorVars } from "../../core/policy/supervisor_env.ts";
 import { countDenials } from "../../core/service/denials.ts";
 import {
   Child,
@@ -14,9 +16,10 @@ import {
   shouldRestart,
 } from "../../core/service/child.ts";
 import { cli } from "../helpers/cli.ts";
-import { closedPort, CLOUD_KEY } from "../router/helpers.ts";
+import { closedPort, CLOUD_KEY, Upstream } from "../router/helpers.ts";
 import { openaiUpstream } from "../router/upstreams.ts";
 import { sandboxSkipReason } from "../helpers/host.ts";
+import { systemProgramSkip } from "../egress/sandbox_skip.ts";
 import {
   describe,
   processesMentioning,
@@ -27,6 +30,8 @@ import {
 
 const skip = sandboxSkipReason();
 if (skip) console.log(`service tests with sandboxed agents skipped: ${skip}`);
+const noCurl = systemProgramSkip(["curl"]);
+if (!skip && noCurl) console.log(`service inference.local test skipped: ${noCurl}`);
 
 const POLICY = new URL("../../policies/default.yaml", import.meta.url).pathname;
 
@@ -483,6 +488,204 @@ privacy:
       } catch { /* exited */ }
       await svc.exit();
       await up.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** The agent's policy: the default one plus a privacy section whose cloud backend needs a key. */
+const privacyPolicyText = async (cloudUrl: string) =>
+  `${await Deno.readTextFile(POLICY)}
+privacy:
+  backends:
+    cloud: { type: openai, base_url: "${cloudUrl}/v1", api_key_env: SVC_AGENT_CLOUD_KEY, model: m1 }
+  cloud: cloud
+`;
+
+Deno.test("service: an agent's supervisor secrets come from the service, never via env:", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+  try {
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.mkdir(`${dir}/creds`);
+    await Deno.writeTextFile(`${dir}/creds/agent-key`, `${CLOUD_KEY}\n`);
+    await Deno.writeTextFile(`${dir}/policy.yaml`, await privacyPolicyText("http://127.0.0.1:9"));
+    const cfg = `${dir}/clawcage.yaml`;
+    const check = async (more: string, env: Record<string, string> = {}, start = false) => {
+      await Deno.writeTextFile(cfg, config(dir, agent("inf", `["true"]`, more)));
+      return await cli(["service", ...(start ? [] : ["--check"]), "--config", cfg], { env });
+    };
+    // --check runs outside the service's environment (the installer): it cannot see the keys.
+    const checked = await check("");
+    assert.equal(checked.code, 0, checked.stderr);
+    // Starting the service without the key: exit 2 (systemd does not restart it), one line.
+    const missing = await check("", {}, true);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^clawcage: agent inf: SVC_AGENT_CLOUD_KEY \(\S+\/policy\.yaml: privacy\.backends\.cloud\.api_key_env\) is not set in the service's environment; set it with EnvironmentFile= or LoadCredential= and agents\.inf\.credentials\n$/,
+    );
+    const inEnv = await check("    env: {SVC_AGENT_CLOUD_KEY: x}\n", { SVC_AGENT_CLOUD_KEY: "k" });
+    assert.equal(inEnv.code, 2, inEnv.stderr);
+    assert.match(inEnv.stderr, /agent inf: env: SVC_AGENT_CLOUD_KEY is a secret of the supervisor/);
+    const stray = await check("    credentials: {OTHER_KEY: agent-key}\n", {
+      SVC_AGENT_CLOUD_KEY: "k",
+      CREDENTIALS_DIRECTORY: `${dir}/creds`,
+    });
+    assert.equal(stray.code, 2, stray.stderr);
+    assert.match(stray.stderr, /agent inf: credentials: OTHER_KEY is not named by \S+policy\.yaml/);
+    const noDir = await check("    credentials: {SVC_AGENT_CLOUD_KEY: agent-key}\n", {}, true);
+    assert.equal(noDir.code, 2);
+    assert.match(noDir.stderr, /agents\.inf\.credentials needs \$CREDENTIALS_DIRECTORY/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("supervisorVars: api_key_env, credentials' env and headers_env, each name once", () => {
+  const policy = parsePolicy(
+    `version: 1
+privacy:
+  backends:
+    a: { type: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: KEY_A, model: m }
+    b: { type: openai, base_url: "http://127.0.0.1:2/v1", api_key_env: KEY_A, model: m }
+  cloud: a
+credentials:
+  gh: { env: GH_TOKEN, hosts: [api.github.com] }
+  f: { file: /etc/clawcage/f.token, hosts: [x.example] }
+audit:
+  export:
+    otlp: { url: "http://127.0.0.1:4318/v1/logs", headers_env: { authorization: OTLP_TOKEN } }
+`,
+    "p.yaml",
+  );
+  assert.deepEqual(supervisorVars(policy), [
+    { name: "KEY_A", key: "privacy.backends.a.api_key_env", required: true },
+    { name: "GH_TOKEN", key: "credentials.gh.env", required: true },
+    { name: "OTLP_TOKEN", key: "audit.export.otlp.headers_env.authorization", required: false },
+  ]);
+});
+
+Deno.test("service: agentSpec puts supervisor secrets in clawcage run's environment only", () => {
+  Deno.env.set("SVC_SPEC_KEY_A", "value-a");
+  Deno.env.set("SVC_SPEC_KEY_B", "value-b");
+  try {
+    const base = {
+      command: ["true"],
+      policy: "/p.yaml",
+      workdir: "/",
+      env: { SHOWN: "1" },
+      credentials: {},
+      restart: "never" as const,
+      rootless: false,
+    };
+    const a = agentSpec("x", {
+      ...base,
+      supervisor_vars: [{ name: "SVC_SPEC_KEY_A", key: "k", required: true }],
+    });
+    assert.equal(a.env.SVC_SPEC_KEY_A, "value-a");
+    assert.equal(a.env.SHOWN, "1");
+    const envArgs = a.argv.flatMap((v, i) => a.argv[i - 1] === "--env" ? [v] : []);
+    assert.deepEqual(envArgs, ["SHOWN"], "only env: entries are forwarded into the agent");
+    // A policy that names another variable changes the spec: the reload restarts the agent.
+    const b = agentSpec("x", {
+      ...base,
+      supervisor_vars: [
+        { name: "SVC_SPEC_KEY_A", key: "k", required: true },
+        { name: "SVC_SPEC_KEY_B", key: "k2", required: true },
+      ],
+    });
+    assert.equal(b.env.SVC_SPEC_KEY_B, "value-b");
+    assert.notEqual(JSON.stringify(a), JSON.stringify(b));
+    // From a systemd credential ($CREDENTIALS_DIRECTORY) before the environment.
+    const creds = Deno.makeTempDirSync({ prefix: "clawcage-svc-creds-" });
+    Deno.writeTextFileSync(`${creds}/key-a`, "from-credential\n");
+    Deno.env.set("CREDENTIALS_DIRECTORY", creds);
+    try {
+      const fromCred = agentSpec("x", {
+        ...base,
+        credentials: { SVC_SPEC_KEY_A: "key-a" },
+        supervisor_vars: [{ name: "SVC_SPEC_KEY_A", key: "k", required: true }],
+      });
+      assert.equal(fromCred.env.SVC_SPEC_KEY_A, "from-credential");
+    } finally {
+      Deno.env.delete("CREDENTIALS_DIRECTORY");
+      Deno.removeSync(creds, { recursive: true });
+    }
+    // An optional one (headers_env) that is not set is left out; a required one is an error.
+    const c = agentSpec("x", {
+      ...base,
+      supervisor_vars: [{ name: "SVC_SPEC_UNSET", key: "k", required: false }],
+    });
+    assert.equal("SVC_SPEC_UNSET" in c.env, false);
+    assert.throws(
+      () =>
+        agentSpec("x", {
+          ...base,
+          supervisor_vars: [{ name: "SVC_SPEC_UNSET", key: "privacy.x", required: true }],
+        }),
+      /agent x: SVC_SPEC_UNSET \(\/p\.yaml: privacy\.x\) is not set/,
+    );
+  } finally {
+    Deno.env.delete("SVC_SPEC_KEY_A");
+    Deno.env.delete("SVC_SPEC_KEY_B");
+  }
+});
+
+Deno.test({
+  name:
+    "service: an agent reaches http://inference.local with the cloud key in its supervisor only",
+  ignore: skip !== null || noCurl !== null,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "clawcage-svc-" });
+    // The cloud: answers only with the right key.
+    const cloud = new Upstream((rec) =>
+      rec.headers.get("authorization") === `Bearer ${CLOUD_KEY}`
+        ? Response.json({
+          id: "c1",
+          object: "chat.completion",
+          created: 0,
+          model: "m1",
+          choices: [{
+            index: 0,
+            message: { role: "assistant", content: "KEY-ACCEPTED" },
+            finish_reason: "stop",
+          }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        })
+        : Response.json({ error: { message: "bad key" } }, { status: 401 })
+    );
+    await Deno.mkdir(`${dir}/work`);
+    await Deno.writeTextFile(`${dir}/policy.yaml`, await privacyPolicyText(cloud.url));
+    const cfg = `${dir}/clawcage.yaml`;
+    const body = JSON.stringify({ model: "auto", messages: [{ role: "user", content: "hi" }] });
+    const script = `env | sed 's/^/ENV /'; ` +
+      `curl -sS -H 'content-type: application/json' -d '${body}' "$OPENAI_BASE_URL/chat/completions"; ` +
+      `echo; echo done-inf`;
+    await Deno.writeTextFile(
+      cfg,
+      config(dir, agent("inf", JSON.stringify(["sh", "-c", script]), "    restart: never\n")),
+    );
+    const svc = new ServiceProcess(cfg, { SVC_AGENT_CLOUD_KEY: CLOUD_KEY });
+    try {
+      await svc.waitForOutput(/\[inf\] done-inf/, 60_000);
+      assert.match(svc.output, /\[inf\] done-inf/, svc.output);
+      assert.match(svc.output, /\[inf\] ENV OPENAI_BASE_URL=http:\/\/inference\.local\/v1\n/);
+      assert.match(svc.output, /\[inf\] \{.*"content":"KEY-ACCEPTED"/, svc.output);
+      assert.equal(cloud.received.length, 1);
+      assert.equal(cloud.received[0].headers.get("authorization"), `Bearer ${CLOUD_KEY}`);
+      // Neither the key nor its variable is in the agent's environment.
+      assert.ok(!svc.output.includes(CLOUD_KEY), svc.output);
+      assert.doesNotMatch(svc.output, /ENV SVC_AGENT_CLOUD_KEY/);
+      svc.child.kill("SIGTERM");
+      assert.equal((await svc.exit()).code, 0, svc.output);
+      const left = await waitNoProcesses(dir, 5000);
+      assert.deepEqual(left, [], `orphans:\n${describe(left)}`);
+    } finally {
+      try {
+        svc.child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await svc.exit();
+      await cloud.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
