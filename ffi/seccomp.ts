@@ -53,6 +53,11 @@ function seccomp() {
   return lib.symbols;
 }
 
+/** Loads libseccomp now, e.g. before Landlock takes away read access to /usr/lib. */
+export function openSeccompLibrary(): void {
+  seccomp();
+}
+
 export class SeccompError extends Error {}
 
 /** libseccomp's version as "major.minor.micro", or null when the library cannot be loaded. */

@@ -1,6 +1,7 @@
 // `clawcage run [options] -- COMMAND [ARGS...]`
 
 import { parseArgs } from "node:util";
+import { policyWarnings } from "../policy/warnings.ts";
 import { loadPolicyFile, parsePolicy, PolicyError } from "../policy/load.ts";
 import { CredentialError, loadCredentials } from "../policy/credentials.ts";
 import { CredentialStore } from "../egress/placeholders.ts";
@@ -99,6 +100,12 @@ export async function runCommand(args: string[]): Promise<number> {
   const policyPath = values.policy ?? embeddedPolicyPath("default.yaml");
   try {
     const policy = await loadPolicyFile(policyPath);
+    // Settings that load (as in OpenShell) but restrict less than they read are said every time.
+    for (const w of policyWarnings(policy)) {
+      if (w.ignored) {
+        console.error(`clawcage: warning: ${policyPath}: ${w.path.join(".")}: ${w.message}`);
+      }
+    }
     const plan = buildPlan(policy, {
       argv,
       workdir: values.workdir ?? Deno.cwd(),

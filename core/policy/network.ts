@@ -1,14 +1,17 @@
 // The policy's `network_policies` section (OpenShell-compatible): named entries, each allowing
-// its `binaries` to reach its `endpoints`. Validation follows OpenShell's documented rules;
-// where OpenShell silently ignores a setting that looks like a restriction (access or rules
-// without a protocol), clawcage refuses the policy instead.
+// its `binaries` to reach its `endpoints`. Validation follows OpenShell's documented rules, so
+// OpenShell and NemoClaw policies load unchanged; settings OpenShell accepts but ignores (request
+// rules without a protocol, deprecated `tls` modes, a binary's `harness`) load with the same
+// meaning, and `policy check` and `clawcage run` warn about each (warnings.ts).
 
 import { z } from "zod";
-import { compileGlob, type Glob, GlobSyntaxError } from "./glob.ts";
+import { compileGlob, GlobSyntaxError } from "./glob.ts";
 import { blockedRange, parseCidr } from "./ip.ts";
 
 export const SUPPORTED_PROTOCOLS = ["rest", "websocket", "tcp"] as const;
 export type Protocol = typeof SUPPORTED_PROTOCOLS[number];
+/** Protocols OpenShell inspects that clawcage does not implement yet. */
+const NOT_YET_PROTOCOLS = ["graphql", "mcp", "json-rpc", "json_rpc", "grpc"];
 
 /** OpenShell endpoint keys that clawcage knows but does not implement yet. */
 export const UNSUPPORTED_ENDPOINT_KEYS: Record<string, string> = {
@@ -97,25 +100,30 @@ const binaryGlob = z.string().superRefine((p, ctx) => {
     ctx.addIssue({ code: "custom", message: `binary path must not contain "..": ${p}` });
     return;
   }
-  let re: Glob;
   try {
-    re = compileGlob(p, "/");
+    compileGlob(p, "/");
   } catch (e) {
     if (!(e instanceof GlobSyntaxError)) throw e;
     ctx.addIssue({ code: "custom", message: `bad binary glob ${JSON.stringify(p)}: ${e.message}` });
     return;
   }
-  if (EVERYTHING_PROBES.every((probe) => re.test(probe))) {
-    ctx.addIssue({
-      code: "custom",
-      message: `binary glob ${
-        JSON.stringify(p)
-      } matches every program (e.g. /bin/sh and /tmp/x); name the programs`,
-    });
-  }
 });
 
-export const binaryRef = z.strictObject({ path: binaryGlob });
+/** Whether a binary glob matches every program (OpenShell allows it; warnings.ts warns). */
+export function matchesEveryProgram(glob: string): boolean {
+  try {
+    const re = compileGlob(glob, "/");
+    return EVERYTHING_PROBES.every((probe) => re.test(probe));
+  } catch {
+    return false;
+  }
+}
+
+export const binaryRef = z.strictObject({
+  path: binaryGlob,
+  /** OpenShell: deprecated and ignored (kept so such policies load; warnings.ts says so). */
+  harness: z.unknown().optional(),
+});
 
 /** Why `host` is not an acceptable endpoint host, or null. Accepts IP literals. */
 export function hostProblem(host: string): string | null {
@@ -175,7 +183,8 @@ const endpointShape = {
   port: port.optional(),
   ports: z.array(port).min(1, { message: "ports must not be empty" }).optional(),
   protocol: z.string().optional(),
-  tls: z.enum(["skip"]).optional(),
+  // terminate and passthrough: deprecated in OpenShell, accepted with no effect (warned).
+  tls: z.enum(["skip", "terminate", "passthrough"]).optional(),
   enforcement: z.enum(["enforce", "audit"]).optional(),
   access: z.enum(["read-only", "read-write", "full"]).optional(),
   rules: z.array(allowRule).min(1, { message: "rules must not be empty" }).optional(),
@@ -201,9 +210,13 @@ export const endpoint = z.strictObject(endpointShape).superRefine((ep, ctx) => {
   if (protocol !== undefined && !(SUPPORTED_PROTOCOLS as readonly string[]).includes(protocol)) {
     issue(
       "protocol",
-      `protocol ${JSON.stringify(protocol)} is not supported yet (supported: ${
-        SUPPORTED_PROTOCOLS.join(", ")
-      })`,
+      NOT_YET_PROTOCOLS.includes(protocol)
+        ? `protocol ${JSON.stringify(protocol)} is not supported yet (supported: ${
+          SUPPORTED_PROTOCOLS.join(", ")
+        })`
+        : `unknown protocol ${JSON.stringify(protocol)} (expected ${
+          SUPPORTED_PROTOCOLS.join(", ")
+        }; HTTP and HTTPS are rest)`,
     );
     return;
   }
@@ -259,23 +272,14 @@ export const endpoint = z.strictObject(endpointShape).superRefine((ep, ctx) => {
         });
       }
     });
-  } else {
+  } else if (protocol === "tcp") {
+    // Without a protocol these are accepted and ignored, as in OpenShell (warnings.ts warns).
     const requestKeys = ["access", "rules", "deny_rules", "allow_encoded_slash"] as const;
     for (const key of requestKeys) {
       if (ep[key] === undefined) continue;
-      // NemoClaw's passthrough form: `access: full` on an endpoint without protocol means what an
-      // L4 endpoint allows anyway (everything), so it loads, with a warning (warnings.ts). The
-      // restricting forms would be ignored by OpenShell, silently opening the endpoint: refused.
-      if (key === "access" && ep.access === "full" && protocol === undefined) continue;
-      issue(
-        key,
-        protocol === "tcp"
-          ? `protocol tcp accepts no request-level field (${key})`
-          : `${key} has no effect without protocol: rest or websocket; add the protocol ` +
-            `(OpenShell would silently ignore it)`,
-      );
+      issue(key, `protocol tcp accepts no request-level field (${key})`);
     }
-    if (protocol === "tcp" && ep.enforcement !== undefined) {
+    if (ep.enforcement !== undefined) {
       issue("enforcement", "protocol tcp accepts no request-level field (enforcement)");
     }
   }
@@ -340,7 +344,8 @@ function checkOverlaps(map: Record<string, NetworkEntry>, ctx: z.RefinementCtx):
       if (!hostsOverlap(a.ep.host!, b.ep.host!)) continue;
       const inspected = (ep: Endpoint) => ep.protocol === "rest" || ep.protocol === "websocket";
       const fields: [string, (ep: Endpoint) => string][] = [
-        ["tls", (ep) => ep.tls ?? "(none)"],
+        // terminate and passthrough have no effect: the same as no tls at all.
+        ["tls", (ep) => ep.tls === "skip" ? "skip" : "(none)"],
         ["allowed_ips", (ep) => [...(ep.allowed_ips ?? [])].sort().join(", ") || "(none)"],
       ];
       if (inspected(a.ep) && inspected(b.ep)) {

@@ -4,7 +4,7 @@
 
 import * as libc from "../../ffi/libc.ts";
 import * as landlock from "../../ffi/landlock.ts";
-import { loadFilter } from "../../ffi/seccomp.ts";
+import { loadFilter, openSeccompLibrary } from "../../ffi/seccomp.ts";
 import { agentFilter } from "./seccomp_profile.ts";
 import { beneathAny, type StagePlan } from "./plan.ts";
 import { signalNumber } from "./signals.ts";
@@ -44,6 +44,8 @@ export async function stageMain(): Promise<number> {
     if (plan.namespaces) bridge = setupNamespaces(plan);
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
     const landlockRuleset = prepareLandlock(plan);
+    // The library is mapped before Landlock: a policy need not grant /usr/lib to the stage.
+    openSeccompLibrary();
     dropPrivileges(plan);
     // Changing credentials clears the parent-death signal that unshare(1) --kill-child (or
     // setpriv, rootless) set for us: set it again, or a SIGKILLed supervisor would leave the

@@ -153,13 +153,6 @@ Deno.test("run: a policy mistake is reported as file:line:column", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("run: usage errors are one line, exit 2", async () => {
-  const r = await cli(["run", "--bogus", "--", "/bin/true"]);
-  assert.equal(r.code, 2);
-  assert.equal(r.stderr.trim().split("\n").length, 1);
-  assert.match(r.stderr, /^clawcage: /);
-});
-
 Deno.test("cli: unknown command and --help", async () => {
   assert.equal((await cli(["frobnicate"])).code, 2);
   const h = await cli(["run", "--help"]);
@@ -230,4 +223,49 @@ Deno.test("run: bad usage is exit 125 (never an agent's code) with one line", as
   }
   const r = await cli(["run", "--bogus", "--", "/bin/true"]);
   assert.match(r.stderr, /unknown option --bogus/);
+});
+
+test("settings that load but are ignored (as in OpenShell) are warned about at every run", async () => {
+  const policy = Deno.makeTempFileSync({ suffix: ".yaml" });
+  Deno.writeTextFileSync(
+    policy,
+    `version: 1
+filesystem_policy:
+  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]
+process:
+  run_as_user: nobody
+network_policies:
+  statsig:
+    endpoints:
+      - host: api.statsig.example.com
+        port: 443
+        rules:
+          - allow: {method: POST, path: /v1/**}
+    binaries:
+      - path: /usr/bin/node
+`,
+  );
+  try {
+    const r = await cli(["run", "-q", "-p", policy, "-w", "/tmp", "--", "/bin/true"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^clawcage: warning: .*: network_policies\.statsig\.endpoints\.0\.rules: rules is ignored: without protocol/m,
+    );
+  } finally {
+    Deno.removeSync(policy);
+  }
+});
+
+test("a policy that grants no files: the command is refused as not granted (126)", async () => {
+  // The stage maps libseccomp before Landlock, so it needs no grant of its own.
+  const policy = Deno.makeTempFileSync({ suffix: ".yaml" });
+  Deno.writeTextFileSync(policy, "version: 1\nprocess:\n  run_as_user: nobody\n");
+  try {
+    const r = await cli(["run", "-q", "-p", policy, "-w", "/tmp", "--", "/bin/true"]);
+    assert.equal(r.code, 126, r.stderr);
+    assert.match(r.stderr, /permission denied: \/bin\/true \(not granted by the policy\)/);
+  } finally {
+    Deno.removeSync(policy);
+  }
 });
