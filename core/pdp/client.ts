@@ -7,6 +7,7 @@
 import { cloexecFrom } from "../../ffi/libc.ts";
 import type { Decision, DecisionRequest } from "../policy/decision.ts";
 import { selfCommand, selfEnv } from "../self.ts";
+import { trace } from "../start_trace.ts";
 import {
   type ControlReply,
   type ControlRequest,
@@ -224,6 +225,7 @@ export class PdpClient {
         stdout: "piped",
         stderr: "inherit",
       }).spawn();
+      trace("pdp spawned");
     } catch (e) {
       return `cannot start the policy-decision process: ${(e as Error).message}`;
     }
@@ -271,6 +273,7 @@ export class PdpClient {
     this.#conn = conn;
     this.#everUp = true;
     this.#state = "up";
+    trace("pdp answering");
     this.#upSince = Date.now();
     void this.#readDecisions(this.#conn, generation);
     this.#opts.onEvent?.({

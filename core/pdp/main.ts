@@ -4,6 +4,7 @@
 import { compilePolicy, decide } from "../policy/decide.ts";
 import { parsePolicy } from "../policy/load.ts";
 import { type LoadedPolicy, servePdp } from "./server.ts";
+import { trace, traceRole } from "../start_trace.ts";
 
 /** Parses and compiles policy text (errors carry file:line:column). */
 export function loadPolicyText(text: string, file: string): LoadedPolicy {
@@ -16,6 +17,8 @@ export function loadPolicyText(text: string, file: string): LoadedPolicy {
 }
 
 export function pdpMain(_args: string[]): Promise<number> {
+  traceRole("pdp");
+  trace("modules loaded");
   if (Deno.stdin.isTerminal()) {
     console.error("clawcage: __pdp is an internal mode started by `clawcage run`");
     return Promise.resolve(2);
