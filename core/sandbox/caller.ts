@@ -9,7 +9,6 @@
 // attributed to no one unless all holders run the same executable; processes we may not
 // inspect (another uid, not dumpable) are invisible. Unknown callers get exe "".
 
-
 export interface Caller {
   /** PID in the reader's PID namespace; 0 when unknown. */
   pid: number;
