@@ -214,11 +214,16 @@ export async function runCommand(args: string[]): Promise<number> {
       pdpFailed = failure; // read before the abort below (which fails a start still running)
     } finally {
       stopStart.abort(); // the agent is done: a PDP still starting is not needed any more
-      await pdp.then((p) => p.close(), () => {});
-      trace("pdp closed");
       await inference?.close();
-      code = await audit.finish(code);
-      trace("audit trail closed");
+      // The PDP is stopped while the audit trail records the end and seals it: a closing
+      // PdpClient reports no more events, so nothing of it is recorded after this point.
+      const pdpClosed = pdp.then((p) => p.close(), () => {}).then(() => trace("pdp closed"));
+      try {
+        code = await audit.finish(code);
+        trace("audit trail closed");
+      } finally {
+        await pdpClosed;
+      }
     }
     if (pdpFailed !== null) throw new UsageError(pdpFailed, SETUP_FAILED);
     return code;

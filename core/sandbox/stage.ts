@@ -174,10 +174,12 @@ function setupNamespaces(
       libc.MS.REMOUNT | libc.MS.BIND | libc.MS.RDONLY | libc.MS.NOSUID | libc.MS.NODEV,
     );
   }
+  trace("mounts done");
   libc.sethostname(plan.hostname);
   libc.interfaceUp("lo");
   if (!plan.bridge || bridgeDirFd === null) return null;
   // Opened now: the agent's seccomp filter (which the stage shares) forbids creating it later.
+  trace("loopback up");
   let sockDiag: SockDiag | null = null;
   try {
     sockDiag = SockDiag.open();
