@@ -97,11 +97,6 @@ const peers: Peer[] = [
           baselineCommand(clawcageArgs(["--audit-dir", `${auditDir}-baseline`], cmd)),
         note: "another checkout, same flags, timed in the same rounds",
       },
-      {
-        name: `clawcage baseline --no-audit`,
-        wrap: (cmd: string[]) => baselineCommand(clawcageArgs(["--no-audit"], cmd)),
-        note: "",
-      },
     ]
     : []),
   {
