@@ -12,7 +12,7 @@
 
 import { parseArgs } from "node:util";
 import { selfCommand, systemProgram } from "../../core/self.ts";
-import { machineLine, median, which } from "./common.ts";
+import { machineLine, median, percentile, which } from "./common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -208,15 +208,22 @@ for (let i = 0; i < runs; i++) {
 }
 for (const { peer, times, row } of running) {
   row.startMs = median(times);
+  // A copy that takes less than the spread of the start times is not measurable here.
+  const noise = 2 * (percentile(times, 75) - percentile(times, 25));
   const copies: number[] = [];
   for (let i = 0; i < 3; i++) {
     const copy = peer.wrap(["/bin/cp", src, `${work}/dst-${i}.bin`])!;
     const t = await timeOnce(copy);
     await Deno.remove(`${work}/dst-${i}.bin`).catch(() => {});
     // Throughput of the copy itself: the sandbox's start time is subtracted.
-    if (t.ok) copies.push(mb / (Math.max(t.ms - row.startMs, 0.001) / 1000));
+    const copyMs = t.ms - row.startMs;
+    if (t.ok && copyMs > noise) copies.push(mb / (copyMs / 1000));
   }
   row.copyMBs = copies.length ? median(copies) : null;
+  if (copies.length === 0) {
+    row.status = [row.status, "copy: not measurable (within the start-time noise, or failed)"]
+      .filter(Boolean).join("; ");
+  }
   console.error(`bench: ${peer.name} done`);
 }
 const loadAfter = loadAverage();
