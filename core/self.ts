@@ -7,6 +7,8 @@
 // and the proxy read /proc/PID/... ). Narrower flags would restrict nothing and break /proc.
 // The real restriction of what clawcage itself may do is the kernel's (PDP lockdown, systemd).
 
+import { TRACE_START_ENV } from "./start_trace.ts";
+
 export const PERMISSION_FLAGS = ["--allow-all", "--no-prompt"] as const;
 
 export function isCompiled(): boolean {
@@ -36,7 +38,8 @@ export function selfCommand(args: string[], denoFlags: string[] = []): string[] 
 /** Environment an internal mode needs from ours (the Deno cache when running from source). */
 export function selfEnv(): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const name of ["DENO_DIR", "HOME", "XDG_CACHE_HOME", "NO_COLOR", "DENO_NO_UPDATE_CHECK"]) {
+  const names = ["DENO_DIR", "HOME", "XDG_CACHE_HOME", "NO_COLOR", "DENO_NO_UPDATE_CHECK"];
+  for (const name of [...names, TRACE_START_ENV]) {
     const v = Deno.env.get(name);
     if (v !== undefined) env[name] = v;
   }

@@ -12,6 +12,7 @@ import type { SandboxHooks } from "../sandbox/watch.ts";
 import { AuditSession, NoRecorder, type Recorder } from "./session.ts";
 import type { AuditSettings } from "./settings.ts";
 import { AuditFailedError, AuditLockedError, AuditOpenError } from "./writer.ts";
+import { trace } from "../start_trace.ts";
 
 /** Exit status of `clawcage run` when the audit trail failed (as for other setup failures). */
 export const AUDIT_FAILED_EXIT = 125;
@@ -166,6 +167,7 @@ export class RunAudit {
       },
       stop,
     };
+    trace("audit: log open");
     const audit = new RunAudit(session, session, hooks);
     self = audit;
     try {
@@ -179,7 +181,9 @@ export class RunAudit {
         settings.kernelDenials,
         (pid) => stagePid !== null && isDescendant(pid, stagePid),
       );
+      trace("audit: kernel denial reader started");
       const execs = settings.execEvents ? session.startExecEvents() : null;
+      trace("audit: exec events started");
       session.record({
         class: "process",
         activity: "launch",
@@ -222,7 +226,9 @@ export class RunAudit {
     if (!session) return code;
     // The agent's last execs and denials reach the log before its exit does.
     await session.stopExecEvents();
+    trace("audit: exec events stopped");
     await session.stopKernelDenials();
+    trace("audit: kernel denial reader stopped");
     const duringRun = this.#failure !== null;
     if (!duringRun) {
       session.record({

@@ -23,6 +23,7 @@ import { failClosed } from "../pdp/client.ts";
 import type { InferenceLocal } from "../sandbox/inference_local.ts";
 import type { AuditEvent } from "../audit/events.ts";
 import { embeddedPolicyPath, UsageError } from "./common.ts";
+import { trace } from "../start_trace.ts";
 
 export const RUN_HELP = `Usage: clawcage run [options] -- COMMAND [ARGS...]
 
@@ -77,6 +78,7 @@ function commandStart(args: string[]): number {
 const SETUP_FAILED = 125;
 
 export async function runCommand(args: string[]): Promise<number> {
+  trace("modules loaded");
   // SIGHUP means "reload the policy"; until the sandbox's handler takes over, a SIGHUP must not
   // kill us (the policy-decision process reads the file as it is when it starts anyway).
   Deno.addSignalListener("SIGHUP", () => {});
@@ -100,6 +102,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const policyPath = values.policy ?? embeddedPolicyPath("default.yaml");
   try {
     const policy = await loadPolicyFile(policyPath);
+    trace("policy loaded");
     // Settings that load (as in OpenShell) but restrict less than they read are said every time.
     for (const w of policyWarnings(policy)) {
       if (w.ignored) {
@@ -114,6 +117,7 @@ export async function runCommand(args: string[]): Promise<number> {
       rootless: values.rootless ?? false,
     }, host);
     preflight(plan);
+    trace("plan built, preflight done");
     // Secrets the proxy substitutes for placeholders (read before anything starts: a missing
     // one is a one-line error).
     const credentials = new CredentialStore(loadCredentials(policy.credentials));
@@ -131,6 +135,7 @@ export async function runCommand(args: string[]): Promise<number> {
         .map((l) => l.startsWith("network(") ? "network(egress proxy)" : l),
       verbose: !values.quiet,
     });
+    trace("audit trail open");
     const recorder = audit.recorder;
     const auditSink = {
       record(event: AuditEvent) {
@@ -216,12 +221,20 @@ export async function runCommand(args: string[]): Promise<number> {
         },
         hooks,
       );
+      trace("sandbox ended");
       pdpFailed = failure; // read before the abort below (which fails a start still running)
     } finally {
       stopStart.abort(); // the agent is done: a PDP still starting is not needed any more
-      await pdp.then((p) => p.close(), () => {});
       await inference?.close();
-      code = await audit.finish(code);
+      // The PDP is stopped while the audit trail records the end and seals it: a closing
+      // PdpClient reports no more events, so nothing of it is recorded after this point.
+      const pdpClosed = pdp.then((p) => p.close(), () => {}).then(() => trace("pdp closed"));
+      try {
+        code = await audit.finish(code);
+        trace("audit trail closed");
+      } finally {
+        await pdpClosed;
+      }
     }
     if (pdpFailed !== null) throw new UsageError(pdpFailed, SETUP_FAILED);
     return code;

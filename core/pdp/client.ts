@@ -6,7 +6,9 @@
 
 import { cloexecFrom } from "../../ffi/libc.ts";
 import type { Decision, DecisionRequest } from "../policy/decision.ts";
+import { parsePolicy } from "../policy/load.ts";
 import { selfCommand, selfEnv } from "../self.ts";
+import { trace } from "../start_trace.ts";
 import {
   type ControlReply,
   type ControlRequest,
@@ -64,10 +66,25 @@ export function failClosed(reason: string): Decision {
   return { verdict: "deny", reason, inspect: false, tlsSkip: false, allowedIps: [] };
 }
 
+const encoder = new TextEncoder();
+
+/**
+ * What the PDP is sent: the policy parsed and validated here (errors carry file:line:column),
+ * as JSON. The PDP only compiles it (core/pdp/main.ts). Throws an Error with the message.
+ */
+export function policyWire(text: string, file: string): string {
+  const json = JSON.stringify(parsePolicy(text, file));
+  // The control line also carries the op and the file name.
+  const limit = MAX_CONTROL_LINE - 64 * 1024;
+  const size = encoder.encode(json).length;
+  if (size > limit) {
+    throw new Error(`${file}: the policy is ${size} bytes as JSON; the limit is ${limit}`);
+  }
+  return json;
+}
+
 /** After this long up, the next failure restarts after the first backoff again. */
 const HEALTHY_MS = 10_000;
-
-const encoder = new TextEncoder();
 
 export class PdpClient {
   #opts: Required<Omit<PdpClientOptions, "onEvent" | "command" | "signal">> & PdpClientOptions;
@@ -90,8 +107,11 @@ export class PdpClient {
   #closing: Promise<void> | null = null;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #controlBusy: Promise<unknown> = Promise.resolve();
+  /** The last accepted policy as the PDP is sent it (see policyWire). */
+  #wire: string;
 
-  private constructor(opts: PdpClientOptions) {
+  private constructor(opts: PdpClientOptions, wire: string) {
+    this.#wire = wire;
     this.#opts = {
       ...opts,
       deadlineMs: opts.deadlineMs ?? 200,
@@ -105,7 +125,13 @@ export class PdpClient {
 
   /** Starts the PDP and waits until it is locked down and answering. */
   static async start(opts: PdpClientOptions): Promise<PdpClient> {
-    const client = new PdpClient(opts);
+    let wire: string;
+    try {
+      wire = policyWire(opts.policyText, opts.policyFile);
+    } catch (e) {
+      throw new PdpStartError((e as Error).message);
+    }
+    const client = new PdpClient(opts, wire);
     if (opts.signal?.aborted) throw new PdpStartError("start aborted");
     const onAbort = () => void client.close();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -160,11 +186,20 @@ export class PdpClient {
       if (this.#state !== "up") {
         return { ok: false, error: `cannot reload: ${this.#downReason}` };
       }
+      let wire: string;
+      try {
+        wire = policyWire(policyText, policyFile);
+      } catch (e) {
+        const error = (e as Error).message;
+        this.#opts.onEvent?.({ kind: "reload-refused", error });
+        return { ok: false, error };
+      }
       const reply = await this.#ask(
-        { op: "reload", policy: policyText, file: policyFile },
+        { op: "reload", policy: wire, file: policyFile },
         this.#opts.reloadTimeoutMs,
       );
       if (reply?.op === "reloaded") {
+        this.#wire = wire;
         this.#opts.policyText = policyText;
         this.#opts.policyFile = policyFile;
         this.#opts.onEvent?.({ kind: "reloaded", changed: reply.changed });
@@ -224,6 +259,7 @@ export class PdpClient {
         stdout: "piped",
         stderr: "inherit",
       }).spawn();
+      trace("pdp spawned");
     } catch (e) {
       return `cannot start the policy-decision process: ${(e as Error).message}`;
     }
@@ -244,7 +280,7 @@ export class PdpClient {
 
     const reply = await this.#ask({
       op: "load",
-      policy: this.#opts.policyText,
+      policy: this.#wire,
       file: this.#opts.policyFile,
       socket: this.socketPath,
     }, this.#opts.startTimeoutMs);
@@ -271,6 +307,7 @@ export class PdpClient {
     this.#conn = conn;
     this.#everUp = true;
     this.#state = "up";
+    trace("pdp answering");
     this.#upSince = Date.now();
     void this.#readDecisions(this.#conn, generation);
     this.#opts.onEvent?.({

@@ -30,7 +30,10 @@ export interface ErrorReply {
   error: string;
 }
 
-/** Supervisor -> PDP. `load` comes once, first; `reload` any number of times after. */
+/**
+ * Supervisor -> PDP. `load` comes once, first; `reload` any number of times after. `policy` is
+ * JSON of a policy the client has parsed and validated (see policyWire in client.ts).
+ */
 export type ControlRequest =
   | { op: "load"; policy: string; file: string; socket: string }
   | { op: "reload"; policy: string; file: string };

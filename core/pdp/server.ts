@@ -17,6 +17,7 @@ import {
   writeLine,
 } from "./protocol.ts";
 import { lockDown } from "./lockdown.ts";
+import { trace } from "../start_trace.ts";
 
 /** A parsed and compiled policy, ready to answer. */
 export interface LoadedPolicy {
@@ -142,7 +143,9 @@ export async function servePdp(load: PolicyLoader): Promise<number> {
   let policy: LoadedPolicy;
   let listener: Deno.UnixListener;
   try {
+    trace("load message read");
     policy = load(request.policy, request.file);
+    trace("policy compiled");
     try {
       Deno.removeSync(request.socket);
     } catch { /* none left over */ }
@@ -155,7 +158,9 @@ export async function servePdp(load: PolicyLoader): Promise<number> {
     for (const sig of ["SIGINT", "SIGQUIT", "SIGTSTP", "SIGHUP"] as const) {
       Deno.addSignalListener(sig, () => {});
     }
+    trace("socket warmed up");
     const lockdown = lockDown();
+    trace("locked down");
     await reply({ op: "ready", pid: Deno.pid, lockdown });
   } catch (e) {
     await reply({ op: "error", error: (e as Error).message });

@@ -7,7 +7,6 @@
 // path to it exists while the agent runs. The stage appends one JSON line per event.
 // Also here: the process-tree kill the supervisor uses to stop a sandbox at once (fail closed).
 
-import { join } from "node:path";
 import * as libc from "../../ffi/libc.ts";
 
 export type StageReport =
@@ -43,7 +42,7 @@ export class StatusReader {
   constructor() {
     this.#dir = Deno.makeTempDirSync({ prefix: "clawcage-status-" });
     Deno.chmodSync(this.#dir, 0o700);
-    this.path = join(this.#dir, "stage");
+    this.path = `${this.#dir}/stage`;
     Deno.writeFileSync(this.path, new Uint8Array(), { mode: 0o600 });
     this.#file = Deno.openSync(this.path, { read: true });
   }

@@ -9,8 +9,6 @@
 // attributed to no one unless all holders run the same executable; processes we may not
 // inspect (another uid, not dumpable) are invisible. Unknown callers get exe "".
 
-import { createHash } from "node:crypto";
-
 export interface Caller {
   /** PID in the reader's PID namespace; 0 when unknown. */
   pid: number;
@@ -181,6 +179,13 @@ export function socketHolders(inode: number, procRoot = "/proc", uid?: number): 
   return holders.sort((a, b) => a - b);
 }
 
+// node:crypto is loaded when the first executable is hashed, not with this module: the stage
+// (which runs the bridge) would otherwise spend ~30 ms loading it before the agent starts.
+let nodeCrypto: Promise<typeof import("node:crypto")> | null = null;
+function loadNodeCrypto(): Promise<typeof import("node:crypto")> {
+  return nodeCrypto ??= import("node:crypto");
+}
+
 /**
  * sha256 of executables, keyed by device, inode, size, mtime and ctime (rewritten: rehashed).
  * The file is opened when `hash` is called (so the bytes are those of the file the path named
@@ -230,6 +235,7 @@ export class ExeHasher {
 
   async #digest(file: Deno.FsFile): Promise<string> {
     try {
+      const { createHash } = await loadNodeCrypto();
       const h = createHash("sha256");
       const buf = new Uint8Array(1 << 20);
       for (;;) {

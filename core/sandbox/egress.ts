@@ -15,6 +15,7 @@ import { InspectionCa } from "../egress/ca.ts";
 import type { CredentialStore } from "../egress/placeholders.ts";
 import type { Resolver } from "../egress/resolve.ts";
 import type { EgressEndpoint, StagePlan } from "./plan.ts";
+import { trace } from "../start_trace.ts";
 import { createRuntimeDir, type RuntimeDir, writeCaBundle } from "./runtime_dir.ts";
 
 export interface EgressOptions {
@@ -57,7 +58,9 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
   let proxy: EgressProxy | null = null;
   let identity: { identify: IdentifyTcpCaller; close(): void } | null = null;
   try {
+    trace("egress: runtime dir made");
     const ca = opts.inspection === false ? null : await InspectionCa.create(dir.id);
+    trace("egress: inspection CA made");
     proxy = new EgressProxy({
       sandbox: dir.id,
       decide: opts.decide,
@@ -80,6 +83,7 @@ export async function startEgress(plan: StagePlan, opts: EgressOptions): Promise
       proxyPort = await proxy.listenTcp(0, "127.0.0.1", identity.identify);
     }
     const caBundle = ca ? writeCaBundle(dir, ca.certPem) : null;
+    trace("egress: proxy listening");
     const running = proxy;
     return {
       sandboxId: dir.id,

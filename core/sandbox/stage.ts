@@ -11,6 +11,7 @@ import { signalNumber } from "./signals.ts";
 import { StatusWriter } from "./agent_status.ts";
 import { listenBridge, serveBridge } from "./bridge.ts";
 import { SockDiag } from "../../ffi/sock_diag.ts";
+import { trace, traceRole } from "../start_trace.ts";
 
 export const STAGE_PLAN_ENV = "CLAWCAGE_STAGE_PLAN";
 
@@ -24,6 +25,8 @@ class StageError extends Error {
 }
 
 export async function stageMain(): Promise<number> {
+  traceRole("stage");
+  trace("modules loaded");
   let plan: StagePlan;
   try {
     plan = JSON.parse(Deno.env.get(STAGE_PLAN_ENV) ?? "");
@@ -43,6 +46,7 @@ export async function stageMain(): Promise<number> {
     status = new StatusWriter(plan.statusFile);
     if (plan.namespaces) bridge = setupNamespaces(plan);
     else libc.prctl(libc.PR.SET_CHILD_SUBREAPER, 1n);
+    trace("namespaces set up");
     const landlockRuleset = prepareLandlock(plan);
     // The library is mapped before Landlock: a policy need not grant /usr/lib to the stage.
     openSeccompLibrary();
@@ -59,7 +63,9 @@ export async function stageMain(): Promise<number> {
     libc.prctl(libc.PR.SET_DUMPABLE, 0n);
     // Descriptors inherited from whoever started clawcage must not reach the agent.
     libc.cloexecFrom(3);
+    trace("landlock, seccomp, uid applied");
     agentPid = startAgent(plan);
+    trace("agent spawned");
     status.report({ agent: "start", pid: agentPid });
   } catch (e) {
     const code = e instanceof StageError ? e.exitCode : EXIT.SETUP_FAILED;
@@ -170,10 +176,12 @@ function setupNamespaces(
       libc.MS.REMOUNT | libc.MS.BIND | libc.MS.RDONLY | libc.MS.NOSUID | libc.MS.NODEV,
     );
   }
+  trace("mounts done");
   libc.sethostname(plan.hostname);
   libc.interfaceUp("lo");
   if (!plan.bridge || bridgeDirFd === null) return null;
   // Opened now: the agent's seccomp filter (which the stage shares) forbids creating it later.
+  trace("loopback up");
   let sockDiag: SockDiag | null = null;
   try {
     sockDiag = SockDiag.open();
@@ -299,6 +307,7 @@ async function superviseAgent(
     const r = await libc.waitpid(-1);
     if (r === null) return EXIT.SETUP_FAILED;
     if (r.pid !== agentPid) continue;
+    trace("agent exited");
     status.report({ agent: "exit", pid: r.pid, code: r.code, signal: r.signal });
     const code = r.code ?? 128 + (r.signal ?? 0);
     // With a PID namespace the kernel kills whatever is left when PID 1 exits. Rootless, the

@@ -12,6 +12,7 @@ import { agentFilter } from "./seccomp_profile.ts";
 import { signalNumber } from "./signals.ts";
 import { STAGE_PLAN_ENV } from "./stage.ts";
 import { type SandboxHooks, watchSandbox } from "./watch.ts";
+import { trace } from "../start_trace.ts";
 
 export class HostError extends Error {}
 
@@ -157,6 +158,7 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
     stderr: "inherit",
   }).spawn();
   watch.started(child.pid);
+  trace("stage spawned");
 
   const stagePid = () => {
     if (!plan.namespaces) return child.pid;
@@ -186,6 +188,7 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
     listeners.push([sig, handler]);
   }
   const status = await child.status;
+  trace("stage exited");
   watch.finished();
   for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
   if (status.signal !== null) return 128 + signalNumber(status.signal);

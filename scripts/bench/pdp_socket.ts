@@ -6,10 +6,13 @@
 
 import { hrtime } from "node:process";
 import { parseArgs } from "node:util";
-import { PdpClient } from "../../core/pdp/client.ts";
-import { loadPolicyText } from "../../core/pdp/main.ts";
+import { PdpClient, policyWire } from "../../core/pdp/client.ts";
+import { loadPolicyJson } from "../../core/pdp/main.ts";
 import type { DecisionRequest } from "../../core/policy/decision.ts";
 import { machineLine, median, percentile } from "./common.ts";
+
+/** Policy YAML as the PDP loads it (parsed and validated by the client first). */
+const loadPolicyText = (text: string, file: string) => loadPolicyJson(policyWire(text, file));
 
 const { values } = parseArgs({ args: Deno.args, options: { decisions: { type: "string" } } });
 const N = Number(values.decisions ?? 20_000);

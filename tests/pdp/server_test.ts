@@ -2,10 +2,14 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { loadPolicyText } from "../../core/pdp/main.ts";
+import { policyWire } from "../../core/pdp/client.ts";
+import { loadPolicyJson } from "../../core/pdp/main.ts";
 import { MAX_REASON } from "../../core/pdp/protocol.ts";
 import { answerLine, reloadRefusal } from "../../core/pdp/server.ts";
 import { CURL, policyYaml } from "./helpers.ts";
+
+/** Policy YAML as the PDP loads it (parsed and validated by the client first). */
+const loadPolicyText = (text: string, file: string) => loadPolicyJson(policyWire(text, file));
 
 const policy = loadPolicyText(policyYaml(["example.org", "*.cdn.example.com"]), "p.yaml");
 
