@@ -10,6 +10,8 @@
 //       hosts: [api.github.com]      # exact names or first-label wildcards (*.github.com)
 //       agent_env: GITHUB_TOKEN      # optional: the sandbox gets the placeholder in this variable
 
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
 import { z } from "zod";
 import { envVarName } from "./fields.ts";
 
@@ -56,34 +58,26 @@ export interface LoadedCredential {
 /** All placeholders start with this, so the proxy can find them cheaply. */
 export const PLACEHOLDER_PREFIX = "clawcage-placeholder-";
 
-function randomHex(bytes: number): string {
-  const b = crypto.getRandomValues(new Uint8Array(bytes));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
 /** A user-caused problem loading a credential (one line). */
 export class CredentialError extends Error {}
 
 function readSecretFile(name: string, path: string): string {
-  // Deno APIs, not node:fs: this module is part of the policy schema, which the policy-decision
-  // process loads without a JIT at every start (node: modules would cost it ~0.2 s of CPU).
-  let st: Deno.FileInfo;
+  let st: fs.Stats;
   try {
-    st = Deno.statSync(path);
+    st = fs.statSync(path);
   } catch (e) {
     throw new CredentialError(
-      `credentials.${name}: cannot read ${path}: ${(e as { code?: string }).code ?? e}`,
+      `credentials.${name}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`,
     );
   }
-  if (!st.isFile) throw new CredentialError(`credentials.${name}: ${path} is not a regular file`);
-  const mode = st.mode ?? 0;
-  if ((mode & 0o077) !== 0) {
+  if (!st.isFile()) throw new CredentialError(`credentials.${name}: ${path} is not a regular file`);
+  if ((st.mode & 0o077) !== 0) {
     throw new CredentialError(
-      `credentials.${name}: ${path} has mode ${(mode & 0o777).toString(8)}; ` +
+      `credentials.${name}: ${path} has mode ${(st.mode & 0o777).toString(8)}; ` +
         `it must be readable by its owner only (chmod 600 ${path})`,
     );
   }
-  return Deno.readTextFileSync(path).replace(/\r?\n$/, "");
+  return fs.readFileSync(path, "utf8").replace(/\r?\n$/, "");
 }
 
 /**
@@ -116,7 +110,7 @@ export function loadCredentials(
       name,
       secret,
       hosts: c.hosts,
-      placeholder: `${PLACEHOLDER_PREFIX}${name}-${randomHex(12)}`,
+      placeholder: `${PLACEHOLDER_PREFIX}${name}-${randomBytes(12).toString("hex")}`,
       ...(c.agent_env ? { agentEnv: c.agent_env } : {}),
     });
   }

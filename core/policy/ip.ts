@@ -1,36 +1,7 @@
 // IP addresses and CIDR ranges for `allowed_ips` and IP-literal hosts: parsing, and the ranges
 // no policy may open (loopback, link-local, unspecified, and their IPv4-mapped IPv6 forms).
 
-// The address syntax is node:net's isIPv4/isIPv6 (the same regular expressions, Node's
-// lib/internal/net.js): this module is part of the policy schema, which the policy-decision
-// process loads without a JIT at every start, and node:net costs it ~0.2 s of CPU.
-// tests/policy/ip_syntax_test.ts checks that both agree.
-const V4_SEG = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
-const V4 = `(?:${V4_SEG}\\.){3}${V4_SEG}`;
-const V6_SEG = "(?:[0-9a-fA-F]{1,4})";
-const IPV4_RE = new RegExp(`^${V4}$`);
-const IPV6_RE = new RegExp(
-  "^(?:" +
-    `(?:${V6_SEG}:){7}(?:${V6_SEG}|:)|` +
-    `(?:${V6_SEG}:){6}(?:${V4}|:${V6_SEG}|:)|` +
-    `(?:${V6_SEG}:){5}(?::${V4}|(?::${V6_SEG}){1,2}|:)|` +
-    `(?:${V6_SEG}:){4}(?:(?::${V6_SEG}){0,1}:${V4}|(?::${V6_SEG}){1,3}|:)|` +
-    `(?:${V6_SEG}:){3}(?:(?::${V6_SEG}){0,2}:${V4}|(?::${V6_SEG}){1,4}|:)|` +
-    `(?:${V6_SEG}:){2}(?:(?::${V6_SEG}){0,3}:${V4}|(?::${V6_SEG}){1,5}|:)|` +
-    `(?:${V6_SEG}:){1}(?:(?::${V6_SEG}){0,4}:${V4}|(?::${V6_SEG}){1,6}|:)|` +
-    `(?::(?:(?::${V6_SEG}){0,5}:${V4}|(?::${V6_SEG}){1,7}|:))` +
-    ")(?:%[0-9a-zA-Z-.:]{1,})?$",
-);
-
-/** Dotted-quad IPv4 without leading zeros (node:net isIPv4). */
-export function isIPv4(s: string): boolean {
-  return IPV4_RE.test(s);
-}
-
-/** IPv6 text, optionally with an embedded IPv4 and a zone (node:net isIPv6). */
-export function isIPv6(s: string): boolean {
-  return IPV6_RE.test(s);
-}
+import { isIPv4, isIPv6 } from "node:net";
 
 export interface Cidr {
   version: 4 | 6;
