@@ -3,6 +3,7 @@
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { Entity } from "../types.ts";
 import { validIpv4, validIpv6 } from "../validators.ts";
+import { nanpValidity } from "../nanp.ts";
 import { before, clamp, type Recognizer, scan } from "./common.ts";
 
 const LOCAL_CHAR = /[A-Za-z0-9._%+-]/;
@@ -75,23 +76,35 @@ const PHONE_CONTEXT =
 const PHONE_CANDIDATE =
   /(?<![\w#/.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}(?![\w/-]|[.-]\d)/g;
 
+/** Number of ASCII digits in `s`. */
+function digitCount(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) n++;
+  }
+  return n;
+}
+
 export const phone: Recognizer = {
   types: ["PHONE_NUMBER"],
   find(text) {
     const out: Entity[] = [];
     scan(text, PHONE_CANDIDATE, (m) => {
       const raw = m[0];
-      const digits = raw.replace(/\D/g, "").length;
+      const plus = raw[0] === "+";
+      const digits = digitCount(raw);
       // Without a +country code only US/NANP national numbers (10 digits, or 11 with a 1).
       if (
-        raw[0] === "+"
-          ? digits < 7 || digits > 15
-          : digits !== 10 && !(digits === 11 && /^\(?1/.test(raw))
+        plus ? digits < 7 || digits > 15 : digits !== 10 && !(digits === 11 && /^\(?1/.test(raw))
       ) {
         return;
       }
-      const parsed = parsePhoneNumberFromString(raw, "US");
-      if (!parsed?.isValid()) return;
+      // +1 and US national numbers: libphonenumber-js's own rules on precompiled patterns
+      // (router/pii/nanp.ts); other country codes: the library itself.
+      const valid = nanpValidity(raw.replace(/\D/g, ""), plus) ??
+        parsePhoneNumberFromString(raw, "US")?.isValid();
+      if (!valid) return;
       const formatted = /[\s().+-]/.test(raw);
       const context = PHONE_CONTEXT.test(before(text, m.index, 40));
       const score = (formatted ? 0.75 : 0.4) + (context ? 0.2 : 0);
