@@ -29,8 +29,20 @@ for (const [word, t] of Object.entries(LEXICON)) {
   FLAGS.set(word, f);
 }
 
+// Words repeat (names, places, sentence starts), so remember each spelling's flags; the memo is
+// emptied when it reaches MEMO_MAX entries, which bounds its memory in a long-running router.
+const MEMO_MAX = 20_000;
+const memo = new Map<string, number>();
+
+/** The lexicon's FIRST/LAST/PLACE/... bits for `word`, any capitalisation. */
 function flags(word: string): number {
-  return FLAGS.get(word.toLowerCase()) ?? 0;
+  let f = memo.get(word);
+  if (f === undefined) {
+    f = FLAGS.get(word.toLowerCase()) ?? 0;
+    if (memo.size >= MEMO_MAX) memo.clear();
+    memo.set(word, f);
+  }
+  return f;
 }
 
 export function isFirstName(word: string): boolean {

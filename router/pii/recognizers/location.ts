@@ -20,6 +20,7 @@ const ADDRESS = new RegExp(
 );
 const CITY_WORD = /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+(?:[ \t]\p{Lu}\p{Ll}+)?(?![\p{L}\p{N}])/gu;
 const PLACE_CONTEXT = /\b(?:in|at|from|near|to|visit|visiting|lives in|located in|moved to)\s+$/;
+const STATE_AFTER = new RegExp(`^,\\s*(?:${STATES})\\b`);
 
 export const location: Recognizer = {
   types: ["LOCATION"],
@@ -38,9 +39,11 @@ export const location: Recognizer = {
         known = true;
         end = m.index + first.length;
       }
-      const ctx = PLACE_CONTEXT.test(before(text, m.index, 16));
-      const stateAfter = new RegExp(`^,\\s*(?:${STATES})\\b`).test(text.slice(end, end + 5));
+      // ", CA" after the word; looked at in the next 5 characters only.
+      const stateAfter = text.charCodeAt(end) === 44 && STATE_AFTER.test(text.slice(end, end + 5));
       const nameToo = isFirstName(w);
+      if (!known && !stateAfter && !nameToo) return;
+      const ctx = !stateAfter && PLACE_CONTEXT.test(before(text, m.index, 16));
       if (!known && !stateAfter && !(nameToo && ctx)) return;
       const score = stateAfter || ctx ? 0.85 : nameToo ? 0.3 : 0.6;
       out.push({ type: "LOCATION", start: m.index, end, score });

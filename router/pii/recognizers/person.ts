@@ -31,6 +31,8 @@ const CONTEXT =
 const CONTEXT_AFTER =
   /^(?:\s*,\s*(?:a|an|age|aged)\s+\d|\s*\((?:dob|mrn|npi|age|[\w.+-]+@)|\s+(?:was|is|has|called|reports|presented|wants|will|said|says))/i;
 
+const GREETING = /\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*$/;
+
 interface Word {
   text: string;
   start: number;
@@ -38,6 +40,8 @@ interface Word {
 }
 
 function words(run: string, offset: number): Word[] {
+  // A run without blanks is one word (RUN matched it as WORD): skip the second regex pass.
+  if (!/[ \t]/.test(run)) return [{ text: run, start: offset, end: offset + run.length }];
   const out: Word[] = [];
   for (const m of run.matchAll(WORD_RE)) {
     out.push({ text: m[0], start: offset + m.index!, end: offset + m.index! + m[0].length });
@@ -45,24 +49,33 @@ function words(run: string, offset: number): Word[] {
   return out;
 }
 
-function score(text: string, ws: Word[]): number {
-  const start = ws[0].start, end = ws[ws.length - 1].end;
-  const ctx = before(text, start, 40);
+/** Context words before (`ctx`, lower-cased) or after the name ending at `end`. */
+function hasContext(text: string, ctx: string, end: number): boolean {
+  return CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
+}
+
+/** Score of the name ws[i..j) (j exclusive); context regexes run only when the score needs them. */
+function score(text: string, ws: Word[], i: number, j: number): number {
+  const end = ws[j - 1].end;
+  const ctx = before(text, ws[i].start, 40);
   const title = TITLE.test(ctx);
-  const context = CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
-  const first = isFirstName(ws[0].text);
-  const last = isLastName(ws[ws.length - 1].text);
-  const placey = ws.some((w) => isPlace(w.text) && !isFirstName(w.text) && !isLastName(w.text));
-  if (ws.length >= 2) {
+  const first = isFirstName(ws[i].text);
+  if (j - i >= 2) {
     if (title) return 0.9;
-    if (placey && !first) return 0.3;
-    if (first) return 0.85 + (context || last ? 0.1 : 0);
-    if (last) return context ? 0.8 : 0.5;
-    return context ? 0.7 : 0.3;
+    const last = isLastName(ws[j - 1].text);
+    if (!first) {
+      for (let k = i; k < j; k++) {
+        const w = ws[k].text;
+        if (isPlace(w) && !isFirstName(w) && !isLastName(w)) return 0.3;
+      }
+      if (last) return hasContext(text, ctx, end) ? 0.8 : 0.5;
+      return hasContext(text, ctx, end) ? 0.7 : 0.3;
+    }
+    return 0.85 + (last || hasContext(text, ctx, end) ? 0.1 : 0);
   }
   if (title) return 0.85;
-  if (/\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*$/.test(ctx)) return first ? 0.9 : 0.7;
-  if (first && context) return 0.7;
+  if (GREETING.test(ctx)) return first ? 0.9 : 0.7;
+  if (first && hasContext(text, ctx, end)) return 0.7;
   return first ? 0.45 : 0.2;
 }
 
@@ -71,17 +84,16 @@ export const person: Recognizer = {
   find(text) {
     const out: Entity[] = [];
     scan(text, RUN, (m) => {
-      let ws = words(m[0], m.index);
-      while (ws.length && (STOP.has(ws[0].text.toLowerCase()) || isCommonWord(ws[0].text))) {
-        ws = ws.slice(1);
-      }
-      while (ws.length && STOP.has(ws[ws.length - 1].text.toLowerCase())) ws = ws.slice(0, -1);
-      if (ws.length === 0) return;
+      const ws = words(m[0], m.index);
+      let i = 0, j = ws.length;
+      while (i < j && (STOP.has(ws[i].text.toLowerCase()) || isCommonWord(ws[i].text))) i++;
+      while (j > i && STOP.has(ws[j - 1].text.toLowerCase())) j--;
+      if (i === j) return;
       out.push({
         type: "PERSON",
-        start: ws[0].start,
-        end: ws[ws.length - 1].end,
-        score: clamp(score(text, ws)),
+        start: ws[i].start,
+        end: ws[j - 1].end,
+        score: clamp(score(text, ws, i, j)),
       });
     });
     return out;
