@@ -63,9 +63,11 @@ export function detect(text: string, options: DetectOptions = {}): Entity[] {
   const found: Entity[] = [];
   for (const r of RECOGNIZERS) {
     if (wanted && !r.types.some((t) => wanted.has(t))) continue;
-    for (const e of r.find(text)) {
+    const es = r.find(text);
+    for (let i = 0; i < es.length; i++) {
+      const e = es[i];
       if (e.score >= minScore && (!wanted || wanted.has(e.type))) found.push(e);
     }
   }
-  return resolveOverlaps(found);
+  return found.length > 1 ? resolveOverlaps(found) : found;
 }

@@ -8,8 +8,25 @@ export interface Recognizer {
   find(text: string): Entity[];
 }
 
+// The recognizers of one detect() call all look at the same text: lower-case it once. Only the
+// last text is kept.
+let lastText: string | null = null;
+let lastLower = "";
+
+/** `text.toLowerCase()`, computed once for consecutive calls with the same text. */
+export function lowerOf(text: string): string {
+  if (text !== lastText) {
+    lastLower = text.toLowerCase();
+    lastText = text;
+  }
+  return lastLower;
+}
+
 /** Lower-cased text in the `n` characters before `start`. */
 export function before(text: string, start: number, n = 40): string {
+  const lower = lowerOf(text);
+  // Lower-casing kept every offset (no "İ" and the like): slice the shared copy.
+  if (lower.length === text.length) return lower.slice(Math.max(0, start - n), start);
   return text.slice(Math.max(0, start - n), start).toLowerCase();
 }
 
@@ -22,9 +39,17 @@ export function clamp(score: number): number {
   return Math.max(0, Math.min(1, Math.round(score * 100) / 100));
 }
 
-/** Run a global regex over text and call `each` with every match. */
-export function scan(text: string, re: RegExp, each: (m: RegExpExecArray) => void): void {
-  re.lastIndex = 0;
+/**
+ * Run a global regex over text and call `each` with every match. `from`: where to start, for
+ * callers that know no match begins earlier.
+ */
+export function scan(
+  text: string,
+  re: RegExp,
+  each: (m: RegExpExecArray) => void,
+  from = 0,
+): void {
+  re.lastIndex = from;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     if (m[0].length === 0) {
       re.lastIndex++;
@@ -34,15 +59,21 @@ export function scan(text: string, re: RegExp, each: (m: RegExpExecArray) => voi
   }
 }
 
+const GAP =
+  /[\s:#=()'"]*(?:(?:is|was|of)\s+)?(?:(?:(?:number|num|nr|no|id)\b\.?|#)[\s:#=]*(?:(?:is|was)\s+)?)?/iy;
+const STICKY = new Map<RegExp, RegExp>();
+
 /**
  * Identifiers that only mean something next to a label ("passport no. 123456789"): find each
  * label, skip separators, then match `id` right there. Returns [start, end] pairs of the ids.
  */
 export function labelled(text: string, label: RegExp, id: RegExp): [number, number][] {
   const out: [number, number][] = [];
-  const gap =
-    /[\s:#=()'"]*(?:(?:is|was|of)\s+)?(?:(?:(?:number|num|nr|no|id)\b\.?|#)[\s:#=]*(?:(?:is|was)\s+)?)?/iy;
-  const idSticky = new RegExp(id.source, "y" + id.flags.replace(/[gy]/g, ""));
+  let idSticky = STICKY.get(id);
+  if (!idSticky) {
+    STICKY.set(id, idSticky = new RegExp(id.source, "y" + id.flags.replace(/[gy]/g, "")));
+  }
+  const gap = GAP;
   scan(text, label, (m) => {
     gap.lastIndex = m.index + m[0].length;
     gap.exec(text);

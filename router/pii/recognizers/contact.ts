@@ -48,6 +48,8 @@ export const url: Recognizer = {
 const IPV4 = /(?<![\w.-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)/g;
 const IPV6 =
   /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g;
+// Every IPv6 match holds ":", at most 4 hex digits, ":" with at most 4 hex digits before it.
+const IPV6_HINT = /:[0-9A-Fa-f]{0,4}:/;
 const VERSION_CONTEXT = /(?:version|release|build|firmware|tag|ver\.?|v)[\s:="']*$/;
 
 export const ipAddress: Recognizer = {
@@ -59,10 +61,12 @@ export const ipAddress: Recognizer = {
       const score = VERSION_CONTEXT.test(before(text, m.index, 24)) ? 0.3 : 0.9;
       out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
     });
+    const hint = IPV6_HINT.exec(text);
+    if (!hint) return out;
     scan(text, IPV6, (m) => {
       if (!/[0-9A-Fa-f]/.test(m[0]) || !validIpv6(m[0])) return;
       out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score: 0.9 });
-    });
+    }, Math.max(0, hint.index - 4));
     return out;
   },
 };

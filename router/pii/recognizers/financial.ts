@@ -7,13 +7,17 @@ import { before, labelled, type Recognizer, scan } from "./common.ts";
 const CARD = /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g;
 const CARD_CONTEXT = /\b(?:card|visa|mastercard|amex|american express|discover|credit|debit|cc)\b/;
 
+/** More than one kind of separator (space and dash) between the digits. */
+function mixedSeparators(s: string): boolean {
+  return s.includes(" ") && s.includes("-");
+}
+
 export const creditCard: Recognizer = {
   types: ["CREDIT_CARD"],
   find(text) {
     const out: Entity[] = [];
     scan(text, CARD, (m) => {
-      const seps = new Set(m[0].replace(/\d/g, ""));
-      if (seps.size > 1 || !validCard(m[0])) return;
+      if (mixedSeparators(m[0]) || !validCard(m[0])) return;
       const score = CARD_CONTEXT.test(before(text, m.index, 40)) ? 1 : 0.95;
       out.push({ type: "CREDIT_CARD", start: m.index, end: m.index + m[0].length, score });
     });

@@ -2,7 +2,7 @@
 // city names the compromise lexicon knows, scored up after "in", "at", "lives in", ...
 
 import type { Entity } from "../types.ts";
-import { isFirstName, isPlace } from "../lexicon.ts";
+import { FIRST, isPlace, PLACE, wordFlags } from "../lexicon.ts";
 import { before, type Recognizer, scan } from "./common.ts";
 
 const SUFFIXES =
@@ -32,7 +32,8 @@ export const location: Recognizer = {
     scan(text, CITY_WORD, (m) => {
       const w = m[0];
       let end = m.index + w.length;
-      let known = isPlace(w);
+      const f = wordFlags(w);
+      let known = (f & PLACE) !== 0;
       if (!known && w.includes(" ")) {
         const first = w.split(/[ \t]/)[0];
         if (!isPlace(first)) return;
@@ -41,7 +42,7 @@ export const location: Recognizer = {
       }
       // ", CA" after the word; looked at in the next 5 characters only.
       const stateAfter = text.charCodeAt(end) === 44 && STATE_AFTER.test(text.slice(end, end + 5));
-      const nameToo = isFirstName(w);
+      const nameToo = (f & FIRST) !== 0;
       if (!known && !stateAfter && !nameToo) return;
       const ctx = !stateAfter && PLACE_CONTEXT.test(before(text, m.index, 16));
       if (!known && !stateAfter && !(nameToo && ctx)) return;

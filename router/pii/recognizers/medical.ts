@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { validDea, validNpi } from "../validators.ts";
-import { before, labelled, type Recognizer, scan } from "./common.ts";
+import { before, labelled, lowerOf, type Recognizer, scan } from "./common.ts";
 
 const MRN_LABEL =
   /\b(?:MRN|medical\s+record(?:\s+(?:number|no|#))?|chart\s*(?:#|no\b|number)|patient\s+id|MR#)/gi;
@@ -58,6 +58,8 @@ const LICENSE_ID = /(?:MD|DO|RN|NP|PA)?\d{4,8}|[A-Z]{1,2}\d{4,8}|\d{2}-\d{6}/;
 export const medicalLicense: Recognizer = {
   types: ["MEDICAL_LICENSE"],
   find(text) {
+    // Every label holds "lic" (licence, license, lic.): one substring search skips the regex.
+    if (!lowerOf(text).includes("lic")) return [];
     return labelled(text, LICENSE_LABEL, LICENSE_ID).map(([start, end]) => ({
       type: "MEDICAL_LICENSE" as const,
       start,

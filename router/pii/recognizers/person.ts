@@ -2,7 +2,7 @@
 // last names) and by context (titles, greetings, "patient", "name:", ...).
 
 import type { Entity } from "../types.ts";
-import { isCommonWord, isFirstName, isLastName, isPlace } from "../lexicon.ts";
+import { COMMON, FIRST, LAST, PLACE, wordFlags } from "../lexicon.ts";
 import { before, clamp, type Recognizer, scan } from "./common.ts";
 
 const WORD = String.raw`\p{Lu}\p{Ll}+(?:['’]\p{Lu}?\p{Ll}+)?(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?`;
@@ -54,19 +54,21 @@ function hasContext(text: string, ctx: string, end: number): boolean {
   return CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
 }
 
-/** Score of the name ws[i..j) (j exclusive); context regexes run only when the score needs them. */
-function score(text: string, ws: Word[], i: number, j: number): number {
+/**
+ * Score of the name ws[i..j) (j exclusive), `f0` the lexicon flags of its first word; context
+ * regexes run only when the score needs them.
+ */
+function score(text: string, ws: Word[], i: number, j: number, f0: number): number {
   const end = ws[j - 1].end;
   const ctx = before(text, ws[i].start, 40);
   const title = TITLE.test(ctx);
-  const first = isFirstName(ws[i].text);
+  const first = (f0 & FIRST) !== 0;
   if (j - i >= 2) {
     if (title) return 0.9;
-    const last = isLastName(ws[j - 1].text);
+    const last = (wordFlags(ws[j - 1].text) & LAST) !== 0;
     if (!first) {
       for (let k = i; k < j; k++) {
-        const w = ws[k].text;
-        if (isPlace(w) && !isFirstName(w) && !isLastName(w)) return 0.3;
+        if ((wordFlags(ws[k].text) & (PLACE | FIRST | LAST)) === PLACE) return 0.3;
       }
       if (last) return hasContext(text, ctx, end) ? 0.8 : 0.5;
       return hasContext(text, ctx, end) ? 0.7 : 0.3;
@@ -85,15 +87,19 @@ export const person: Recognizer = {
     const out: Entity[] = [];
     scan(text, RUN, (m) => {
       const ws = words(m[0], m.index);
-      let i = 0, j = ws.length;
-      while (i < j && (STOP.has(ws[i].text.toLowerCase()) || isCommonWord(ws[i].text))) i++;
+      let i = 0, j = ws.length, f0 = 0;
+      for (; i < j; i++) {
+        if (STOP.has(ws[i].text.toLowerCase())) continue;
+        f0 = wordFlags(ws[i].text);
+        if ((f0 & COMMON) === 0) break;
+      }
       while (j > i && STOP.has(ws[j - 1].text.toLowerCase())) j--;
       if (i === j) return;
       out.push({
         type: "PERSON",
         start: ws[i].start,
         end: ws[j - 1].end,
-        score: clamp(score(text, ws, i, j)),
+        score: clamp(score(text, ws, i, j, f0)),
       });
     });
     return out;
