@@ -25,6 +25,11 @@ export const creditCard: Recognizer = {
   },
 };
 
+/** ASCII letter or digit (NaN, past the end of the text, is neither). */
+function alnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || ((c | 32) >= 97 && (c | 32) <= 122);
+}
+
 const IBAN_START = /\b([A-Z]{2})\d{2}(?= ?[A-Z0-9])/g;
 
 export const iban: Recognizer = {
@@ -37,12 +42,12 @@ export const iban: Recognizer = {
       // Take exactly `want` alphanumerics, allowing single spaces between groups.
       let i = m.index, n = 0;
       while (i < text.length && n < want) {
-        const c = text[i];
-        if (/[A-Za-z0-9]/.test(c)) n++;
-        else if (!(c === " " && /[A-Za-z0-9]/.test(text[i + 1] ?? ""))) break;
+        const c = text.charCodeAt(i);
+        if (alnum(c)) n++;
+        else if (!(c === 32 && alnum(text.charCodeAt(i + 1)))) break;
         i++;
       }
-      if (n !== want || /[A-Za-z0-9]/.test(text[i] ?? "")) return;
+      if (n !== want || alnum(text.charCodeAt(i))) return;
       if (!validIban(text.slice(m.index, i))) return;
       out.push({ type: "IBAN_CODE", start: m.index, end: i, score: 1 });
     });
