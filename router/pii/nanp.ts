@@ -104,6 +104,9 @@ export function validNanpNational(nn: string): boolean {
  */
 export function nanpValidity(digits: string, plus: boolean): boolean | null {
   if (plus && digits[0] !== "1") return null;
+  // 011 is the US international dialling prefix: libphonenumber-js reads "011 683 6020" as
+  // +683 6020 (Niue), so such numbers go to the library.
+  if (!plus && digits.startsWith("011")) return null;
   // "+1" then the number, or a national number with an optional "1" trunk prefix: either way
   // a leading 1 before ten more digits is stripped, and only ten digits can be valid.
   const rest = plus ? digits.slice(1) : digits;
