@@ -3,7 +3,7 @@
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { Entity } from "../types.ts";
 import { validIpv4, validIpv6 } from "../validators.ts";
-import { nanpValidity } from "../nanp.ts";
+import { phoneValidity } from "../phone_validity.ts";
 import { before, clamp, type Recognizer, scan } from "./common.ts";
 
 const LOCAL_CHAR = /[A-Za-z0-9._%+-]/;
@@ -104,9 +104,9 @@ export const phone: Recognizer = {
       ) {
         return;
       }
-      // +1 and US national numbers: libphonenumber-js's own rules on precompiled patterns
-      // (router/pii/nanp.ts); other country codes: the library itself.
-      const valid = nanpValidity(raw.replace(/\D/g, ""), plus) ??
+      // libphonenumber-js's own rules on precompiled patterns (router/pii/phone_validity.ts);
+      // the few it leaves open go to the library itself.
+      const valid = phoneValidity(raw.replace(/\D/g, ""), plus) ??
         parsePhoneNumberFromString(raw, "US")?.isValid();
       if (!valid) return;
       const formatted = /[\s().+-]/.test(raw);
