@@ -33,21 +33,27 @@ for (const [word, t] of Object.entries(LEXICON)) {
   FLAGS.set(word, f);
 }
 
-// Words repeat (names, places, sentence starts), so remember each spelling's flags; the memo is
-// emptied when it reaches MEMO_MAX entries, which bounds its memory in a long-running router.
+// Words repeat (names, places, sentence starts), so remember answers per spelling: one lookup
+// instead of lower-casing and hashing a new string. A memo is emptied when it reaches MEMO_MAX
+// entries, which bounds its memory in a long-running router.
 const MEMO_MAX = 20_000;
-const memo = new Map<string, number>();
+
+/** `fn(word)`, remembered per spelling of `word`. */
+export function perSpelling<T>(fn: (word: string) => T): (word: string) => T {
+  const memo = new Map<string, T>();
+  return (word) => {
+    let v = memo.get(word);
+    if (v === undefined) {
+      v = fn(word);
+      if (memo.size >= MEMO_MAX) memo.clear();
+      memo.set(word, v);
+    }
+    return v;
+  };
+}
 
 /** The lexicon's FIRST/LAST/PLACE/CITY/COMMON bits for `word`, any capitalisation. */
-export function wordFlags(word: string): number {
-  let f = memo.get(word);
-  if (f === undefined) {
-    f = FLAGS.get(word.toLowerCase()) ?? 0;
-    if (memo.size >= MEMO_MAX) memo.clear();
-    memo.set(word, f);
-  }
-  return f;
-}
+export const wordFlags = perSpelling((word) => FLAGS.get(word.toLowerCase()) ?? 0);
 
 export function isFirstName(word: string): boolean {
   return (wordFlags(word) & FIRST) !== 0;

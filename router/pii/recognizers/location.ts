@@ -35,7 +35,7 @@ export const location: Recognizer = {
       const f = wordFlags(w);
       let known = (f & PLACE) !== 0;
       if (!known && w.includes(" ")) {
-        const first = w.split(/[ \t]/)[0];
+        const first = w.slice(0, w.search(/[ \t]/));
         if (!isPlace(first)) return;
         known = true;
         end = m.index + first.length;

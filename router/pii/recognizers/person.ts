@@ -2,7 +2,7 @@
 // last names) and by context (titles, greetings, "patient", "name:", ...).
 
 import type { Entity } from "../types.ts";
-import { COMMON, FIRST, LAST, PLACE, wordFlags } from "../lexicon.ts";
+import { COMMON, FIRST, LAST, perSpelling, PLACE, wordFlags } from "../lexicon.ts";
 import { before, clamp, type Recognizer, scan } from "./common.ts";
 
 const WORD = String.raw`\p{Lu}\p{Ll}+(?:['’]\p{Lu}?\p{Ll}+)?(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?`;
@@ -25,6 +25,7 @@ const STOP = new Set(
     "questions regards your visa passport appointment documents track")
     .split(" "),
 );
+const isStop = perSpelling((word) => STOP.has(word.toLowerCase()));
 const TITLE = /\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*$/;
 const CONTEXT =
   /\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*$/;
@@ -41,7 +42,9 @@ interface Word {
 
 function words(run: string, offset: number): Word[] {
   // A run without blanks is one word (RUN matched it as WORD): skip the second regex pass.
-  if (!/[ \t]/.test(run)) return [{ text: run, start: offset, end: offset + run.length }];
+  if (!run.includes(" ") && !run.includes("\t")) {
+    return [{ text: run, start: offset, end: offset + run.length }];
+  }
   const out: Word[] = [];
   for (const m of run.matchAll(WORD_RE)) {
     out.push({ text: m[0], start: offset + m.index!, end: offset + m.index! + m[0].length });
@@ -89,11 +92,11 @@ export const person: Recognizer = {
       const ws = words(m[0], m.index);
       let i = 0, j = ws.length, f0 = 0;
       for (; i < j; i++) {
-        if (STOP.has(ws[i].text.toLowerCase())) continue;
+        if (isStop(ws[i].text)) continue;
         f0 = wordFlags(ws[i].text);
         if ((f0 & COMMON) === 0) break;
       }
-      while (j > i && STOP.has(ws[j - 1].text.toLowerCase())) j--;
+      while (j > i && isStop(ws[j - 1].text)) j--;
       if (i === j) return;
       out.push({
         type: "PERSON",
