@@ -2,7 +2,7 @@
 // resolves overlaps (higher score wins, then the longer span, then the earlier one).
 
 import type { DetectOptions, Entity, EntityType } from "./types.ts";
-import type { Recognizer } from "./recognizers/common.ts";
+import { forgetText, type Recognizer } from "./recognizers/common.ts";
 import { email, ipAddress, phone, url } from "./recognizers/contact.ts";
 import { driverLicense, passport, ssnItin } from "./recognizers/government.ts";
 import { bankAccount, creditCard, iban } from "./recognizers/financial.ts";
@@ -75,13 +75,17 @@ export function detect(text: string, options: DetectOptions = {}): Entity[] {
   const minScore = options.minScore ?? 0.5;
   const wanted: ReadonlySet<EntityType> | null = options.types ? new Set(options.types) : null;
   const found: Entity[] = [];
-  for (const r of RECOGNIZERS) {
-    if (wanted && !r.types.some((t) => wanted.has(t))) continue;
-    const es = r.find(text);
-    for (let i = 0; i < es.length; i++) {
-      const e = es[i];
-      if (e.score >= minScore && (!wanted || wanted.has(e.type))) found.push(e);
+  try {
+    for (const r of RECOGNIZERS) {
+      if (wanted && !r.types.some((t) => wanted.has(t))) continue;
+      const es = r.find(text);
+      for (let i = 0; i < es.length; i++) {
+        const e = es[i];
+        if (e.score >= minScore && (!wanted || wanted.has(e.type))) found.push(e);
+      }
     }
+  } finally {
+    forgetText();
   }
   return found.length > 1 ? resolveOverlaps(found) : found;
 }

@@ -153,3 +153,15 @@ Deno.test("options: minScore and types filter; results never overlap", () => {
   const es = detect(text, { minScore: 0 });
   for (let i = 1; i < es.length; i++) assert.ok(es[i - 1].end <= es[i].start);
 });
+
+Deno.test("context words still count when lower-casing changes the text's length (İ)", () => {
+  // "İ".toLowerCase() is two UTF-16 units, so context windows cannot be cut from a lower-cased
+  // copy of the whole text; the result must not depend on it.
+  for (const prefix of ["", "İİİ "]) {
+    const text = `${prefix}Dr. Zorblat Quenby called 555-867-5309 (phone), SSN 536-22-1234.`;
+    assert.deepEqual(found(text, "PERSON"), ["Zorblat Quenby"], prefix);
+    assert.deepEqual(found(text, "US_SSN"), ["536-22-1234"], prefix);
+    const ssn = detect(text).find((e) => e.type === "US_SSN");
+    assert.equal(ssn?.score, 1, `SSN context raises the score (${prefix})`);
+  }
+});

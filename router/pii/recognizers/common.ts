@@ -9,9 +9,15 @@ export interface Recognizer {
 }
 
 // The recognizers of one detect() call all look at the same text: lower-case it once. Only the
-// last text is kept.
+// last text is kept, and detect() drops it when done (forgetText).
 let lastText: string | null = null;
 let lastLower = "";
+
+/** Drop the remembered text, so no prompt stays referenced after its scan. */
+export function forgetText(): void {
+  lastText = null;
+  lastLower = "";
+}
 
 /** `text.toLowerCase()`, computed once for consecutive calls with the same text. */
 export function lowerOf(text: string): string {
