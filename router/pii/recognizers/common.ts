@@ -13,10 +13,27 @@ export interface Recognizer {
 let lastText: string | null = null;
 let lastLower = "";
 
+let digitText: string | null = null;
+let digitAt = -1;
+
 /** Drop the remembered text, so no prompt stays referenced after its scan. */
 export function forgetText(): void {
   lastText = null;
   lastLower = "";
+  digitText = null;
+}
+
+/**
+ * Index of the first ASCII digit in `text`, or -1 (computed once for consecutive calls with the
+ * same text). Patterns that start with a digit need not be scanned before it, and patterns that
+ * need a digit not at all in a text without one.
+ */
+export function firstDigit(text: string): number {
+  if (text !== digitText) {
+    digitAt = text.search(/[0-9]/);
+    digitText = text;
+  }
+  return digitAt;
 }
 
 /** `text.toLowerCase()`, computed once for consecutive calls with the same text. */

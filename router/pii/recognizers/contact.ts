@@ -4,7 +4,7 @@ import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { Entity } from "../types.ts";
 import { validIpv4, validIpv6 } from "../validators.ts";
 import { phoneValidity } from "../phone_validity.ts";
-import { before, clamp, type Recognizer, scan } from "./common.ts";
+import { before, clamp, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const LOCAL_CHAR = /[A-Za-z0-9._%+-]/;
 const DOMAIN = /(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/y;
@@ -56,11 +56,14 @@ export const ipAddress: Recognizer = {
   types: ["IP_ADDRESS"],
   find(text) {
     const out: Entity[] = [];
-    scan(text, IPV4, (m) => {
-      if (!validIpv4(m[0])) return;
-      const score = VERSION_CONTEXT.test(before(text, m.index, 24)) ? 0.3 : 0.9;
-      out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
-    });
+    const digit = firstDigit(text);
+    if (digit >= 0) {
+      scan(text, IPV4, (m) => {
+        if (!validIpv4(m[0])) return;
+        const score = VERSION_CONTEXT.test(before(text, m.index, 24)) ? 0.3 : 0.9;
+        out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
+      }, digit);
+    }
     const hint = IPV6_HINT.exec(text);
     if (!hint) return out;
     scan(text, IPV6, (m) => {
@@ -94,6 +97,9 @@ export const phone: Recognizer = {
   types: ["PHONE_NUMBER"],
   find(text) {
     const out: Entity[] = [];
+    // A candidate starts with a digit, or with "+" or "(" right before one.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, PHONE_CANDIDATE, (m) => {
       const raw = m[0];
       const plus = raw[0] === "+";
@@ -118,7 +124,7 @@ export const phone: Recognizer = {
         end: m.index + raw.length,
         score: clamp(score),
       });
-    });
+    }, Math.max(0, digit - 1));
     return out;
   },
 };

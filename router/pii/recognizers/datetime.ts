@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { validDate } from "../validators.ts";
-import { before, type Recognizer, scan } from "./common.ts";
+import { before, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const MONTH_NAMES =
   "Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?";
@@ -52,16 +52,19 @@ export const dateTime: Recognizer = {
       const score = DOB_CONTEXT.test(before(text, m.index, 30)) ? 0.95 : 0.85;
       out.push({ type: "DATE_TIME", start: m.index, end: m.index + m[0].length, score });
     };
+    // Every form holds digits; the numeric ones and DMY start with one.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     if (text.includes("/")) {
       scan(text, US, (m) => {
         const y = Number(m[3].length === 2 ? "20" + m[3] : m[3]);
         push(m, y, Number(m[1]), Number(m[2]));
-      });
+      }, digit);
     }
-    scan(text, ISO, (m) => push(m, Number(m[1]), Number(m[2]), Number(m[3])));
+    scan(text, ISO, (m) => push(m, Number(m[1]), Number(m[2]), Number(m[3])), digit);
     if (MONTH_HINT.test(text)) {
       scan(text, MDY, (m) => push(m, Number(m[3]), monthIndex(m[1]), Number(m[2])));
-      scan(text, DMY, (m) => push(m, Number(m[3]), monthIndex(m[2]), Number(m[1])));
+      scan(text, DMY, (m) => push(m, Number(m[3]), monthIndex(m[2]), Number(m[1])), digit);
     }
     return out;
   },

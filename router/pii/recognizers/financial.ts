@@ -2,7 +2,7 @@
 
 import type { Entity } from "../types.ts";
 import { IBAN_LENGTHS, validCard, validIban } from "../validators.ts";
-import { before, labelled, type Recognizer, scan } from "./common.ts";
+import { before, firstDigit, labelled, type Recognizer, scan } from "./common.ts";
 
 const CARD = /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/g;
 const CARD_CONTEXT = /\b(?:card|visa|mastercard|amex|american express|discover|credit|debit|cc)\b/;
@@ -16,11 +16,13 @@ export const creditCard: Recognizer = {
   types: ["CREDIT_CARD"],
   find(text) {
     const out: Entity[] = [];
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, CARD, (m) => {
       if (mixedSeparators(m[0]) || !validCard(m[0])) return;
       const score = CARD_CONTEXT.test(before(text, m.index, 40)) ? 1 : 0.95;
       out.push({ type: "CREDIT_CARD", start: m.index, end: m.index + m[0].length, score });
-    });
+    }, digit);
     return out;
   },
 };
@@ -36,6 +38,9 @@ export const iban: Recognizer = {
   types: ["IBAN_CODE"],
   find(text) {
     const out: Entity[] = [];
+    // Two letters, then the check digits.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, IBAN_START, (m) => {
       const want = IBAN_LENGTHS[m[1]];
       if (!want) return;
@@ -50,7 +55,7 @@ export const iban: Recognizer = {
       if (n !== want || alnum(text.charCodeAt(i))) return;
       if (!validIban(text.slice(m.index, i))) return;
       out.push({ type: "IBAN_CODE", start: m.index, end: i, score: 1 });
-    });
+    }, Math.max(0, digit - 2));
     return out;
   },
 };
@@ -61,6 +66,7 @@ const BANK_ID = /\d{8,17}/;
 export const bankAccount: Recognizer = {
   types: ["US_BANK_NUMBER"],
   find(text) {
+    if (firstDigit(text) < 0) return []; // account numbers are digits
     return labelled(text, BANK_LABEL, BANK_ID).map(([start, end]) => ({
       type: "US_BANK_NUMBER" as const,
       start,

@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { FIRST, isPlace, PLACE, wordFlags } from "../lexicon.ts";
-import { before, type Recognizer, scan } from "./common.ts";
+import { before, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const SUFFIXES =
   "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl";
@@ -26,9 +26,13 @@ export const location: Recognizer = {
   types: ["LOCATION"],
   find(text) {
     const out: Entity[] = [];
-    scan(text, ADDRESS, (m) => {
-      out.push({ type: "LOCATION", start: m.index, end: m.index + m[0].length, score: 0.85 });
-    });
+    // Addresses start with the house number.
+    const digit = firstDigit(text);
+    if (digit >= 0) {
+      scan(text, ADDRESS, (m) => {
+        out.push({ type: "LOCATION", start: m.index, end: m.index + m[0].length, score: 0.85 });
+      }, digit);
+    }
     scan(text, CITY_WORD, (m) => {
       const w = m[0];
       let end = m.index + w.length;
