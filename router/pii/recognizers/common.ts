@@ -58,6 +58,15 @@ export function after(text: string, end: number, n = 20): string {
   return text.slice(end, end + n).toLowerCase();
 }
 
+/**
+ * Whether `s` ends with a match of `re`, a sticky lookbehind (`/(?<=X)/y` for "ends with X"):
+ * tried at the end of `s` only, where `/X$/` is tried from every position of `s`.
+ */
+export function endsWith(s: string, re: RegExp): boolean {
+  re.lastIndex = s.length;
+  return re.test(s);
+}
+
 export function clamp(score: number): number {
   return Math.max(0, Math.min(1, Math.round(score * 100) / 100));
 }

@@ -4,7 +4,7 @@ import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { Entity } from "../types.ts";
 import { validIpv4, validIpv6 } from "../validators.ts";
 import { phoneValidity } from "../phone_validity.ts";
-import { before, clamp, firstDigit, type Recognizer, scan } from "./common.ts";
+import { before, clamp, endsWith, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const LOCAL_CHAR = /[A-Za-z0-9._%+-]/;
 const DOMAIN = /(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/y;
@@ -50,7 +50,7 @@ const IPV6 =
   /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g;
 // Every IPv6 match holds ":", at most 4 hex digits, ":" with at most 4 hex digits before it.
 const IPV6_HINT = /:[0-9A-Fa-f]{0,4}:/;
-const VERSION_CONTEXT = /(?:version|release|build|firmware|tag|ver\.?|v)[\s:="']*$/;
+const VERSION_CONTEXT = /(?<=(?:version|release|build|firmware|tag|ver\.?|v)[\s:="']*)/y;
 
 export const ipAddress: Recognizer = {
   types: ["IP_ADDRESS"],
@@ -60,7 +60,7 @@ export const ipAddress: Recognizer = {
     if (digit >= 0) {
       scan(text, IPV4, (m) => {
         if (!validIpv4(m[0])) return;
-        const score = VERSION_CONTEXT.test(before(text, m.index, 24)) ? 0.3 : 0.9;
+        const score = endsWith(before(text, m.index, 24), VERSION_CONTEXT) ? 0.3 : 0.9;
         out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
       }, digit);
     }

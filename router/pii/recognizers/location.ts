@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { FIRST, isPlace, PLACE, wordFlags } from "../lexicon.ts";
-import { before, firstDigit, type Recognizer, scan } from "./common.ts";
+import { before, endsWith, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const SUFFIXES =
   "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl";
@@ -19,7 +19,8 @@ const ADDRESS = new RegExp(
   "gu",
 );
 const CITY_WORD = /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+(?:[ \t]\p{Lu}\p{Ll}+)?(?![\p{L}\p{N}])/gu;
-const PLACE_CONTEXT = /\b(?:in|at|from|near|to|visit|visiting|lives in|located in|moved to)\s+$/;
+const PLACE_CONTEXT =
+  /(?<=\b(?:in|at|from|near|to|visit|visiting|lives in|located in|moved to)\s+)/y;
 const STATE_AFTER = new RegExp(`^,\\s*(?:${STATES})\\b`);
 
 export const location: Recognizer = {
@@ -48,7 +49,7 @@ export const location: Recognizer = {
       const stateAfter = text.charCodeAt(end) === 44 && STATE_AFTER.test(text.slice(end, end + 5));
       const nameToo = (f & FIRST) !== 0;
       if (!known && !stateAfter && !nameToo) return;
-      const ctx = !stateAfter && PLACE_CONTEXT.test(before(text, m.index, 16));
+      const ctx = !stateAfter && endsWith(before(text, m.index, 16), PLACE_CONTEXT);
       if (!known && !stateAfter && !(nameToo && ctx)) return;
       const score = stateAfter || ctx ? 0.85 : nameToo ? 0.3 : 0.6;
       out.push({ type: "LOCATION", start: m.index, end, score });

@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { COMMON, FIRST, LAST, perSpelling, PLACE, wordFlags } from "../lexicon.ts";
-import { before, clamp, type Recognizer, scan } from "./common.ts";
+import { before, clamp, endsWith, type Recognizer, scan } from "./common.ts";
 
 const WORD = String.raw`\p{Lu}\p{Ll}+(?:['’]\p{Lu}?\p{Ll}+)?(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?`;
 const RUN = new RegExp(
@@ -26,13 +26,14 @@ const STOP = new Set(
     .split(" "),
 );
 const isStop = perSpelling((word) => STOP.has(word.toLowerCase()));
-const TITLE = /\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*$/;
+// The context before a name is tested at its end only (endsWith): "ends with" as lookbehinds.
+const TITLE = /(?<=\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*)/y;
 const CONTEXT =
-  /\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*$/;
+  /(?<=\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*)/y;
 const CONTEXT_AFTER =
   /^(?:\s*,\s*(?:a|an|age|aged)\s+\d|\s*\((?:dob|mrn|npi|age|[\w.+-]+@)|\s+(?:was|is|has|called|reports|presented|wants|will|said|says))/i;
 
-const GREETING = /\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*$/;
+const GREETING = /(?<=\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*)/y;
 
 interface Word {
   text: string;
@@ -54,7 +55,7 @@ function words(run: string, offset: number): Word[] {
 
 /** Context words before (`ctx`, lower-cased) or after the name ending at `end`. */
 function hasContext(text: string, ctx: string, end: number): boolean {
-  return CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
+  return endsWith(ctx, CONTEXT) || CONTEXT_AFTER.test(text.slice(end, end + 24));
 }
 
 /**
@@ -64,7 +65,7 @@ function hasContext(text: string, ctx: string, end: number): boolean {
 function score(text: string, ws: Word[], i: number, j: number, f0: number): number {
   const end = ws[j - 1].end;
   const ctx = before(text, ws[i].start, 40);
-  const title = TITLE.test(ctx);
+  const title = endsWith(ctx, TITLE);
   const first = (f0 & FIRST) !== 0;
   if (j - i >= 2) {
     if (title) return 0.9;
@@ -79,7 +80,7 @@ function score(text: string, ws: Word[], i: number, j: number, f0: number): numb
     return 0.85 + (last || hasContext(text, ctx, end) ? 0.1 : 0);
   }
   if (title) return 0.85;
-  if (GREETING.test(ctx)) return first ? 0.9 : 0.7;
+  if (endsWith(ctx, GREETING)) return first ? 0.9 : 0.7;
   if (first && hasContext(text, ctx, end)) return 0.7;
   return first ? 0.45 : 0.2;
 }
