@@ -2,7 +2,7 @@
 // resolves overlaps (higher score wins, then the longer span, then the earlier one).
 
 import type { DetectOptions, Entity, EntityType } from "./types.ts";
-import type { Recognizer } from "./recognizers/common.ts";
+import { forgetText, type Recognizer } from "./recognizers/common.ts";
 import { email, ipAddress, phone, url } from "./recognizers/contact.ts";
 import { driverLicense, passport, ssnItin } from "./recognizers/government.ts";
 import { bankAccount, creditCard, iban } from "./recognizers/financial.ts";
@@ -36,11 +36,25 @@ export const RECOGNIZERS: readonly Recognizer[] = [
   person,
 ];
 
+/** Higher score first, then the longer span, then the earlier one. */
+function rank(a: Entity, b: Entity): number {
+  return b.score - a.score || (b.end - b.start) - (a.end - a.start) || a.start - b.start;
+}
+
 /** Keep the best of overlapping findings; the result is sorted by start. */
 export function resolveOverlaps(found: Entity[]): Entity[] {
-  const ranked = [...found].sort((a, b) =>
-    b.score - a.score || (b.end - b.start) - (a.end - a.start) || a.start - b.start
-  );
+  const ranked = found.slice();
+  if (ranked.length > 24) ranked.sort(rank);
+  else {
+    // A text's handful of findings: a stable insertion sort, same order as the stable
+    // Array.prototype.sort above, without its setup cost.
+    for (let i = 1; i < ranked.length; i++) {
+      const e = ranked[i];
+      let j = i - 1;
+      for (; j >= 0 && rank(ranked[j], e) > 0; j--) ranked[j + 1] = ranked[j];
+      ranked[j + 1] = e;
+    }
+  }
   // `kept` stays sorted by start and non-overlapping, so one binary search per candidate.
   const kept: Entity[] = [];
   for (const e of ranked) {
@@ -61,11 +75,17 @@ export function detect(text: string, options: DetectOptions = {}): Entity[] {
   const minScore = options.minScore ?? 0.5;
   const wanted: ReadonlySet<EntityType> | null = options.types ? new Set(options.types) : null;
   const found: Entity[] = [];
-  for (const r of RECOGNIZERS) {
-    if (wanted && !r.types.some((t) => wanted.has(t))) continue;
-    for (const e of r.find(text)) {
-      if (e.score >= minScore && (!wanted || wanted.has(e.type))) found.push(e);
+  try {
+    for (const r of RECOGNIZERS) {
+      if (wanted && !r.types.some((t) => wanted.has(t))) continue;
+      const es = r.find(text);
+      for (let i = 0; i < es.length; i++) {
+        const e = es[i];
+        if (e.score >= minScore && (!wanted || wanted.has(e.type))) found.push(e);
+      }
     }
+  } finally {
+    forgetText();
   }
-  return resolveOverlaps(found);
+  return found.length > 1 ? resolveOverlaps(found) : found;
 }

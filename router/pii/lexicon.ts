@@ -10,7 +10,10 @@ type Tag = string;
 const LEXICON = (nlp as unknown as { model(): { one: { lexicon: Record<string, Tag | Tag[]> } } })
   .model().one.lexicon;
 
-const FIRST = 1, LAST = 2, PLACE = 4, CITY = 8, NAMEISH = 16, KNOWN = 32;
+export const FIRST = 1, LAST = 2, PLACE = 4, CITY = 8;
+const NAMEISH = 16, KNOWN = 32;
+/** Known only as ordinary vocabulary (verb, adjective, month, ...): KNOWN and not NAMEISH. */
+export const COMMON = 64;
 
 const FIRST_TAGS = new Set(["FemaleName", "MaleName", "FirstName", "Person"]);
 const PLACE_TAGS = new Set(["City", "Region", "Country", "Place"]);
@@ -26,31 +29,49 @@ for (const [word, t] of Object.entries(LEXICON)) {
     if (tag === "City") f |= CITY;
     if (NAMEISH_TAGS.has(tag)) f |= NAMEISH;
   }
+  if ((f & NAMEISH) === 0) f |= COMMON;
   FLAGS.set(word, f);
 }
 
-function flags(word: string): number {
-  return FLAGS.get(word.toLowerCase()) ?? 0;
+// Words repeat (names, places, sentence starts), so remember answers per spelling: one lookup
+// instead of lower-casing and hashing a new string. A memo is emptied when it reaches MEMO_MAX
+// entries, which bounds its memory in a long-running router.
+const MEMO_MAX = 20_000;
+
+/** `fn(word)`, remembered per spelling of `word`. */
+export function perSpelling<T>(fn: (word: string) => T): (word: string) => T {
+  const memo = new Map<string, T>();
+  return (word) => {
+    let v = memo.get(word);
+    if (v === undefined) {
+      v = fn(word);
+      if (memo.size >= MEMO_MAX) memo.clear();
+      memo.set(word, v);
+    }
+    return v;
+  };
 }
 
+/** The lexicon's FIRST/LAST/PLACE/CITY/COMMON bits for `word`, any capitalisation. */
+export const wordFlags = perSpelling((word) => FLAGS.get(word.toLowerCase()) ?? 0);
+
 export function isFirstName(word: string): boolean {
-  return (flags(word) & FIRST) !== 0;
+  return (wordFlags(word) & FIRST) !== 0;
 }
 
 export function isLastName(word: string): boolean {
-  return (flags(word) & LAST) !== 0;
+  return (wordFlags(word) & LAST) !== 0;
 }
 
 export function isPlace(word: string): boolean {
-  return (flags(word) & PLACE) !== 0;
+  return (wordFlags(word) & PLACE) !== 0;
 }
 
 export function isCity(word: string): boolean {
-  return (flags(word) & CITY) !== 0;
+  return (wordFlags(word) & CITY) !== 0;
 }
 
 /** A word the lexicon knows only as ordinary vocabulary (verb, adjective, month, ...). */
 export function isCommonWord(word: string): boolean {
-  const f = flags(word);
-  return (f & KNOWN) !== 0 && (f & NAMEISH) === 0;
+  return (wordFlags(word) & COMMON) !== 0;
 }

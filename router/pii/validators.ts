@@ -221,11 +221,30 @@ export function validIpv6(s: string): boolean {
   return all.length === groupsNeeded;
 }
 
+// Counts per ASCII character for entropy(); every call leaves it zeroed.
+const ENTROPY_COUNTS = new Int32Array(128);
+
 /** Shannon entropy in bits per character. */
 export function entropy(s: string): number {
+  // ASCII (what the secret recognizer passes): count in an array, summing in order of first
+  // occurrence as the Map below does, so the result is the same to the last bit.
+  const order: number[] = [];
+  let ascii = true;
+  for (let i = 0; i < s.length && ascii; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 128) ascii = false;
+    else if (ENTROPY_COUNTS[c]++ === 0) order.push(c);
+  }
+  let h = 0;
+  for (const c of order) {
+    const p = ENTROPY_COUNTS[c] / s.length;
+    h -= p * Math.log2(p);
+    ENTROPY_COUNTS[c] = 0;
+  }
+  if (ascii) return h;
   const counts = new Map<string, number>();
   for (const c of s) counts.set(c, (counts.get(c) ?? 0) + 1);
-  let h = 0;
+  h = 0;
   for (const n of counts.values()) {
     const p = n / s.length;
     h -= p * Math.log2(p);

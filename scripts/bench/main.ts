@@ -10,6 +10,8 @@ const BENCHES: Record<string, string> = {
   llama: "./llama.ts",
   bridge: "./bridge.ts",
   egress: "./egress.ts",
+  pii: "./pii_accuracy.ts",
+  "pii-nlp": "./pii_nlp.ts",
 };
 
 const [name, ...rest] = Deno.args;

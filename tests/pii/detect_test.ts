@@ -153,3 +153,29 @@ Deno.test("options: minScore and types filter; results never overlap", () => {
   const es = detect(text, { minScore: 0 });
   for (let i = 1; i < es.length; i++) assert.ok(es[i - 1].end <= es[i].start);
 });
+
+Deno.test("context words still count when lower-casing changes the text's length (İ)", () => {
+  // "İ".toLowerCase() is two UTF-16 units, so context windows cannot be cut from a lower-cased
+  // copy of the whole text; the result must not depend on it.
+  for (const prefix of ["", "İİİ "]) {
+    const text = `${prefix}Dr. Zorblat Quenby called 555-867-5309 (phone), SSN 536-22-1234.`;
+    assert.deepEqual(found(text, "PERSON"), ["Zorblat Quenby"], prefix);
+    assert.deepEqual(found(text, "US_SSN"), ["536-22-1234"], prefix);
+    const ssn = detect(text).find((e) => e.type === "US_SSN");
+    assert.equal(ssn?.score, 1, `SSN context raises the score (${prefix})`);
+  }
+});
+
+Deno.test("numeric scans start at the first digit: identifiers that begin before it still count", () => {
+  // Each of these starts one or two characters before its first digit (+, letters of an IBAN or
+  // DEA number, a 9 as the DEA's second letter) and is the first number in its text.
+  assert.deepEqual(found("call +44 20 7946 0958 now", "PHONE_NUMBER"), ["+44 20 7946 0958"]);
+  assert.deepEqual(found("IBAN DE89 3704 0044 0532 0130 00.", "IBAN_CODE"), [
+    "DE89 3704 0044 0532 0130 00",
+  ]);
+  assert.deepEqual(found("DEA AB1234563", "US_DEA"), ["AB1234563"]);
+  assert.deepEqual(found("DEA A91234563", "US_DEA"), ["A91234563"]);
+  // No digit at all: names, e-mail addresses and URLs are still found, numeric types are not.
+  const text = "Dear Maria Gonzalez, write to maria@example.org or see https://example.org/help.";
+  assert.deepEqual(detect(text).map((e) => e.type), ["PERSON", "EMAIL_ADDRESS", "URL"]);
+});

@@ -3,7 +3,8 @@
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { Entity } from "../types.ts";
 import { validIpv4, validIpv6 } from "../validators.ts";
-import { before, clamp, type Recognizer, scan } from "./common.ts";
+import { phoneValidity } from "../phone_validity.ts";
+import { before, clamp, endsWith, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const LOCAL_CHAR = /[A-Za-z0-9._%+-]/;
 const DOMAIN = /(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/y;
@@ -47,21 +48,28 @@ export const url: Recognizer = {
 const IPV4 = /(?<![\w.-])(?:\d{1,3}\.){3}\d{1,3}(?![\w-]|\.\d)/g;
 const IPV6 =
   /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g;
-const VERSION_CONTEXT = /(?:version|release|build|firmware|tag|ver\.?|v)[\s:="']*$/;
+// Every IPv6 match holds ":", at most 4 hex digits, ":" with at most 4 hex digits before it.
+const IPV6_HINT = /:[0-9A-Fa-f]{0,4}:/;
+const VERSION_CONTEXT = /(?<=(?:version|release|build|firmware|tag|ver\.?|v)[\s:="']*)/y;
 
 export const ipAddress: Recognizer = {
   types: ["IP_ADDRESS"],
   find(text) {
     const out: Entity[] = [];
-    scan(text, IPV4, (m) => {
-      if (!validIpv4(m[0])) return;
-      const score = VERSION_CONTEXT.test(before(text, m.index, 24)) ? 0.3 : 0.9;
-      out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
-    });
+    const digit = firstDigit(text);
+    if (digit >= 0) {
+      scan(text, IPV4, (m) => {
+        if (!validIpv4(m[0])) return;
+        const score = endsWith(before(text, m.index, 24), VERSION_CONTEXT) ? 0.3 : 0.9;
+        out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score });
+      }, digit);
+    }
+    const hint = IPV6_HINT.exec(text);
+    if (!hint) return out;
     scan(text, IPV6, (m) => {
       if (!/[0-9A-Fa-f]/.test(m[0]) || !validIpv6(m[0])) return;
       out.push({ type: "IP_ADDRESS", start: m.index, end: m.index + m[0].length, score: 0.9 });
-    });
+    }, Math.max(0, hint.index - 4));
     return out;
   },
 };
@@ -75,23 +83,38 @@ const PHONE_CONTEXT =
 const PHONE_CANDIDATE =
   /(?<![\w#/.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}(?![\w/-]|[.-]\d)/g;
 
+/** Number of ASCII digits in `s`. */
+function digitCount(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) n++;
+  }
+  return n;
+}
+
 export const phone: Recognizer = {
   types: ["PHONE_NUMBER"],
   find(text) {
     const out: Entity[] = [];
+    // A candidate starts with a digit, or with "+" or "(" right before one.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, PHONE_CANDIDATE, (m) => {
       const raw = m[0];
-      const digits = raw.replace(/\D/g, "").length;
+      const plus = raw[0] === "+";
+      const digits = digitCount(raw);
       // Without a +country code only US/NANP national numbers (10 digits, or 11 with a 1).
       if (
-        raw[0] === "+"
-          ? digits < 7 || digits > 15
-          : digits !== 10 && !(digits === 11 && /^\(?1/.test(raw))
+        plus ? digits < 7 || digits > 15 : digits !== 10 && !(digits === 11 && /^\(?1/.test(raw))
       ) {
         return;
       }
-      const parsed = parsePhoneNumberFromString(raw, "US");
-      if (!parsed?.isValid()) return;
+      // libphonenumber-js's own rules on precompiled patterns (router/pii/phone_validity.ts);
+      // the few it leaves open go to the library itself.
+      const valid = phoneValidity(raw.replace(/\D/g, ""), plus) ??
+        parsePhoneNumberFromString(raw, "US")?.isValid();
+      if (!valid) return;
       const formatted = /[\s().+-]/.test(raw);
       const context = PHONE_CONTEXT.test(before(text, m.index, 40));
       const score = (formatted ? 0.75 : 0.4) + (context ? 0.2 : 0);
@@ -101,7 +124,7 @@ export const phone: Recognizer = {
         end: m.index + raw.length,
         score: clamp(score),
       });
-    });
+    }, Math.max(0, digit - 1));
     return out;
   },
 };

@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { validDate } from "../validators.ts";
-import { before, type Recognizer, scan } from "./common.ts";
+import { before, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const MONTH_NAMES =
   "Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?";
@@ -22,6 +22,8 @@ const DMY = new RegExp(
   String.raw`\b(\d{1,2})(?:st|nd|rd|th)? (${MONTH_NAMES})\.?,? (\d{4})\b`,
   "g",
 );
+// Every written month starts with one of these: one quick test skips both month-name scans.
+const MONTH_HINT = /Jan|Feb|Ma[ry]|Apr|Ju[nl]|Aug|Sep|Oct|Nov|Dec/;
 const DOB_CONTEXT = /\b(?:dob|d\.o\.b|born|birth|birthday|date of birth)\b/;
 
 function monthIndex(name: string): number {
@@ -50,13 +52,20 @@ export const dateTime: Recognizer = {
       const score = DOB_CONTEXT.test(before(text, m.index, 30)) ? 0.95 : 0.85;
       out.push({ type: "DATE_TIME", start: m.index, end: m.index + m[0].length, score });
     };
-    scan(text, US, (m) => {
-      const y = Number(m[3].length === 2 ? "20" + m[3] : m[3]);
-      push(m, y, Number(m[1]), Number(m[2]));
-    });
-    scan(text, ISO, (m) => push(m, Number(m[1]), Number(m[2]), Number(m[3])));
-    scan(text, MDY, (m) => push(m, Number(m[3]), monthIndex(m[1]), Number(m[2])));
-    scan(text, DMY, (m) => push(m, Number(m[3]), monthIndex(m[2]), Number(m[1])));
+    // Every form holds digits; the numeric ones and DMY start with one.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
+    if (text.includes("/")) {
+      scan(text, US, (m) => {
+        const y = Number(m[3].length === 2 ? "20" + m[3] : m[3]);
+        push(m, y, Number(m[1]), Number(m[2]));
+      }, digit);
+    }
+    scan(text, ISO, (m) => push(m, Number(m[1]), Number(m[2]), Number(m[3])), digit);
+    if (MONTH_HINT.test(text)) {
+      scan(text, MDY, (m) => push(m, Number(m[3]), monthIndex(m[1]), Number(m[2])));
+      scan(text, DMY, (m) => push(m, Number(m[3]), monthIndex(m[2]), Number(m[1])), digit);
+    }
     return out;
   },
 };

@@ -2,8 +2,8 @@
 // city names the compromise lexicon knows, scored up after "in", "at", "lives in", ...
 
 import type { Entity } from "../types.ts";
-import { isFirstName, isPlace } from "../lexicon.ts";
-import { before, type Recognizer, scan } from "./common.ts";
+import { FIRST, isPlace, PLACE, wordFlags } from "../lexicon.ts";
+import { before, endsWith, firstDigit, type Recognizer, scan } from "./common.ts";
 
 const SUFFIXES =
   "Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl";
@@ -19,28 +19,37 @@ const ADDRESS = new RegExp(
   "gu",
 );
 const CITY_WORD = /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+(?:[ \t]\p{Lu}\p{Ll}+)?(?![\p{L}\p{N}])/gu;
-const PLACE_CONTEXT = /\b(?:in|at|from|near|to|visit|visiting|lives in|located in|moved to)\s+$/;
+const PLACE_CONTEXT =
+  /(?<=\b(?:in|at|from|near|to|visit|visiting|lives in|located in|moved to)\s+)/y;
+const STATE_AFTER = new RegExp(`^,\\s*(?:${STATES})\\b`);
 
 export const location: Recognizer = {
   types: ["LOCATION"],
   find(text) {
     const out: Entity[] = [];
-    scan(text, ADDRESS, (m) => {
-      out.push({ type: "LOCATION", start: m.index, end: m.index + m[0].length, score: 0.85 });
-    });
+    // Addresses start with the house number.
+    const digit = firstDigit(text);
+    if (digit >= 0) {
+      scan(text, ADDRESS, (m) => {
+        out.push({ type: "LOCATION", start: m.index, end: m.index + m[0].length, score: 0.85 });
+      }, digit);
+    }
     scan(text, CITY_WORD, (m) => {
       const w = m[0];
       let end = m.index + w.length;
-      let known = isPlace(w);
+      const f = wordFlags(w);
+      let known = (f & PLACE) !== 0;
       if (!known && w.includes(" ")) {
-        const first = w.split(/[ \t]/)[0];
+        const first = w.slice(0, w.search(/[ \t]/));
         if (!isPlace(first)) return;
         known = true;
         end = m.index + first.length;
       }
-      const ctx = PLACE_CONTEXT.test(before(text, m.index, 16));
-      const stateAfter = new RegExp(`^,\\s*(?:${STATES})\\b`).test(text.slice(end, end + 5));
-      const nameToo = isFirstName(w);
+      // ", CA" after the word; looked at in the next 5 characters only.
+      const stateAfter = text.charCodeAt(end) === 44 && STATE_AFTER.test(text.slice(end, end + 5));
+      const nameToo = (f & FIRST) !== 0;
+      if (!known && !stateAfter && !nameToo) return;
+      const ctx = !stateAfter && endsWith(before(text, m.index, 16), PLACE_CONTEXT);
       if (!known && !stateAfter && !(nameToo && ctx)) return;
       const score = stateAfter || ctx ? 0.85 : nameToo ? 0.3 : 0.6;
       out.push({ type: "LOCATION", start: m.index, end, score });

@@ -3,7 +3,7 @@
 
 import type { Entity } from "../types.ts";
 import { validDea, validNpi } from "../validators.ts";
-import { before, labelled, type Recognizer, scan } from "./common.ts";
+import { before, firstDigit, labelled, lowerOf, type Recognizer, scan } from "./common.ts";
 
 const MRN_LABEL =
   /\b(?:MRN|medical\s+record(?:\s+(?:number|no|#))?|chart\s*(?:#|no\b|number)|patient\s+id|MR#)/gi;
@@ -12,6 +12,7 @@ const MRN_ID = /[A-Z]{1,2}\d{5,10}|\d{3}-\d{2}-\d{3}|\d{5,10}/;
 export const medicalRecord: Recognizer = {
   types: ["MEDICAL_RECORD_NUMBER"],
   find(text) {
+    if (firstDigit(text) < 0) return []; // every record number form holds digits
     return labelled(text, MRN_LABEL, MRN_ID).map(([start, end]) => ({
       type: "MEDICAL_RECORD_NUMBER" as const,
       start,
@@ -27,11 +28,13 @@ export const npi: Recognizer = {
   types: ["US_NPI"],
   find(text) {
     const out: Entity[] = [];
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, TEN, (m) => {
       if (!validNpi(m[0])) return;
       const score = /\bnpi\b/.test(before(text, m.index, 30)) ? 1 : 0.6;
       out.push({ type: "US_NPI", start: m.index, end: m.index + 10, score });
-    });
+    }, digit);
     return out;
   },
 };
@@ -42,11 +45,14 @@ export const dea: Recognizer = {
   types: ["US_DEA"],
   find(text) {
     const out: Entity[] = [];
+    // Two letters (the second may be a 9), then digits.
+    const digit = firstDigit(text);
+    if (digit < 0) return out;
     scan(text, DEA_RE, (m) => {
       if (!validDea(m[0])) return;
       const score = /\bdea\b/.test(before(text, m.index, 30)) ? 1 : 0.85;
       out.push({ type: "US_DEA", start: m.index, end: m.index + 9, score });
-    });
+    }, Math.max(0, digit - 2));
     return out;
   },
 };
@@ -58,6 +64,8 @@ const LICENSE_ID = /(?:MD|DO|RN|NP|PA)?\d{4,8}|[A-Z]{1,2}\d{4,8}|\d{2}-\d{6}/;
 export const medicalLicense: Recognizer = {
   types: ["MEDICAL_LICENSE"],
   find(text) {
+    // Every label holds "lic" (licence, license, lic.): one substring search skips the regex.
+    if (firstDigit(text) < 0 || !lowerOf(text).includes("lic")) return [];
     return labelled(text, LICENSE_LABEL, LICENSE_ID).map(([start, end]) => ({
       type: "MEDICAL_LICENSE" as const,
       start,
@@ -77,6 +85,8 @@ const MBI =
 export const healthPlan: Recognizer = {
   types: ["HEALTH_PLAN_ID"],
   find(text) {
+    const digit = firstDigit(text);
+    if (digit < 0) return []; // plan IDs and MBIs hold digits
     const out: Entity[] = labelled(text, PLAN_LABEL, PLAN_ID).map(([start, end]) => ({
       type: "HEALTH_PLAN_ID" as const,
       start,
@@ -85,7 +95,7 @@ export const healthPlan: Recognizer = {
     }));
     scan(text, MBI, (m) => {
       out.push({ type: "HEALTH_PLAN_ID", start: m.index, end: m.index + 11, score: 0.7 });
-    });
+    }, digit);
     return out;
   },
 };

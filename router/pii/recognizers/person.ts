@@ -2,8 +2,8 @@
 // last names) and by context (titles, greetings, "patient", "name:", ...).
 
 import type { Entity } from "../types.ts";
-import { isCommonWord, isFirstName, isLastName, isPlace } from "../lexicon.ts";
-import { before, clamp, type Recognizer, scan } from "./common.ts";
+import { COMMON, FIRST, LAST, perSpelling, PLACE, wordFlags } from "../lexicon.ts";
+import { before, clamp, endsWith, type Recognizer, scan } from "./common.ts";
 
 const WORD = String.raw`\p{Lu}\p{Ll}+(?:['’]\p{Lu}?\p{Ll}+)?(?:\p{Lu}\p{Ll}+)?(?:-\p{Lu}\p{Ll}+)?`;
 const RUN = new RegExp(
@@ -25,11 +25,15 @@ const STOP = new Set(
     "questions regards your visa passport appointment documents track")
     .split(" "),
 );
-const TITLE = /\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*$/;
+const isStop = perSpelling((word) => STOP.has(word.toLowerCase()));
+// The context before a name is tested at its end only (endsWith): "ends with" as lookbehinds.
+const TITLE = /(?<=\b(?:dr|mr|mrs|ms|mx|miss|prof|sir|nurse|doctor)\.?\s*)/y;
 const CONTEXT =
-  /\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*$/;
+  /(?<=\b(?:patient|name|customer|client|contact|dear|hi|hello|hey|by|physician|prescriber|attending|beneficiary|taxpayer|member|caller|regards|sincerely|thanks|thank you|cc|nurse|son|daughter|wife|husband|mother|father|guardian|signed|seen|opened by|referred|refers|morning|afternoon|evening)[\s:,]*)/y;
 const CONTEXT_AFTER =
   /^(?:\s*,\s*(?:a|an|age|aged)\s+\d|\s*\((?:dob|mrn|npi|age|[\w.+-]+@)|\s+(?:was|is|has|called|reports|presented|wants|will|said|says))/i;
+
+const GREETING = /(?<=\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*)/y;
 
 interface Word {
   text: string;
@@ -38,6 +42,10 @@ interface Word {
 }
 
 function words(run: string, offset: number): Word[] {
+  // A run without blanks is one word (RUN matched it as WORD): skip the second regex pass.
+  if (!run.includes(" ") && !run.includes("\t")) {
+    return [{ text: run, start: offset, end: offset + run.length }];
+  }
   const out: Word[] = [];
   for (const m of run.matchAll(WORD_RE)) {
     out.push({ text: m[0], start: offset + m.index!, end: offset + m.index! + m[0].length });
@@ -45,24 +53,35 @@ function words(run: string, offset: number): Word[] {
   return out;
 }
 
-function score(text: string, ws: Word[]): number {
-  const start = ws[0].start, end = ws[ws.length - 1].end;
-  const ctx = before(text, start, 40);
-  const title = TITLE.test(ctx);
-  const context = CONTEXT.test(ctx) || CONTEXT_AFTER.test(text.slice(end, end + 24));
-  const first = isFirstName(ws[0].text);
-  const last = isLastName(ws[ws.length - 1].text);
-  const placey = ws.some((w) => isPlace(w.text) && !isFirstName(w.text) && !isLastName(w.text));
-  if (ws.length >= 2) {
+/** Context words before (`ctx`, lower-cased) or after the name ending at `end`. */
+function hasContext(text: string, ctx: string, end: number): boolean {
+  return endsWith(ctx, CONTEXT) || CONTEXT_AFTER.test(text.slice(end, end + 24));
+}
+
+/**
+ * Score of the name ws[i..j) (j exclusive), `f0` the lexicon flags of its first word; context
+ * regexes run only when the score needs them.
+ */
+function score(text: string, ws: Word[], i: number, j: number, f0: number): number {
+  const end = ws[j - 1].end;
+  const ctx = before(text, ws[i].start, 40);
+  const title = endsWith(ctx, TITLE);
+  const first = (f0 & FIRST) !== 0;
+  if (j - i >= 2) {
     if (title) return 0.9;
-    if (placey && !first) return 0.3;
-    if (first) return 0.85 + (context || last ? 0.1 : 0);
-    if (last) return context ? 0.8 : 0.5;
-    return context ? 0.7 : 0.3;
+    const last = (wordFlags(ws[j - 1].text) & LAST) !== 0;
+    if (!first) {
+      for (let k = i; k < j; k++) {
+        if ((wordFlags(ws[k].text) & (PLACE | FIRST | LAST)) === PLACE) return 0.3;
+      }
+      if (last) return hasContext(text, ctx, end) ? 0.8 : 0.5;
+      return hasContext(text, ctx, end) ? 0.7 : 0.3;
+    }
+    return 0.85 + (last || hasContext(text, ctx, end) ? 0.1 : 0);
   }
   if (title) return 0.85;
-  if (/\b(?:hi|hello|hey|dear|thanks|morning)[\s,]*$/.test(ctx)) return first ? 0.9 : 0.7;
-  if (first && context) return 0.7;
+  if (endsWith(ctx, GREETING)) return first ? 0.9 : 0.7;
+  if (first && hasContext(text, ctx, end)) return 0.7;
   return first ? 0.45 : 0.2;
 }
 
@@ -71,17 +90,20 @@ export const person: Recognizer = {
   find(text) {
     const out: Entity[] = [];
     scan(text, RUN, (m) => {
-      let ws = words(m[0], m.index);
-      while (ws.length && (STOP.has(ws[0].text.toLowerCase()) || isCommonWord(ws[0].text))) {
-        ws = ws.slice(1);
+      const ws = words(m[0], m.index);
+      let i = 0, j = ws.length, f0 = 0;
+      for (; i < j; i++) {
+        if (isStop(ws[i].text)) continue;
+        f0 = wordFlags(ws[i].text);
+        if ((f0 & COMMON) === 0) break;
       }
-      while (ws.length && STOP.has(ws[ws.length - 1].text.toLowerCase())) ws = ws.slice(0, -1);
-      if (ws.length === 0) return;
+      while (j > i && isStop(ws[j - 1].text)) j--;
+      if (i === j) return;
       out.push({
         type: "PERSON",
-        start: ws[0].start,
-        end: ws[ws.length - 1].end,
-        score: clamp(score(text, ws)),
+        start: ws[i].start,
+        end: ws[j - 1].end,
+        score: clamp(score(text, ws, i, j, f0)),
       });
     });
     return out;
