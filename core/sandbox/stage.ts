@@ -64,7 +64,9 @@ export async function stageMain(): Promise<number> {
     // Descriptors inherited from whoever started clawcage must not reach the agent.
     libc.cloexecFrom(3);
     trace("landlock, seccomp, uid applied");
+    const signals = forwardSignals(plan);
     agentPid = startAgent(plan);
+    signals.agentStarted(agentPid);
     trace("agent spawned");
     status.report({ agent: "start", pid: agentPid });
   } catch (e) {
@@ -78,7 +80,6 @@ export async function stageMain(): Promise<number> {
   if (bridge) {
     serveBridge(bridge.listeners, { proxyPath: bridge.proxyPath, sockDiag: bridge.sockDiag });
   }
-  forwardSignals(plan, agentPid);
   return await superviseAgent(plan, agentPid, status);
 }
 
@@ -281,20 +282,38 @@ function startAgent(plan: StagePlan): number {
   }
 }
 
-function forwardSignals(plan: StagePlan, agentPid: number): void {
+/**
+ * Forwards signals to the agent. Installed before the agent starts: as PID 1 of its namespace the
+ * stage would otherwise drop a SIGTERM that arrives between the agent's start and this point (the
+ * kernel discards signals to a namespace's init that has no handler). Signals that come before
+ * the agent exists are delivered once it does.
+ */
+function forwardSignals(plan: StagePlan): { agentStarted(pid: number): void } {
   const forwarded: Deno.Signal[] = ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2"];
   const interrupts: Deno.Signal[] = ["SIGINT", "SIGQUIT"];
+  let agentPid: number | null = null;
+  const early: number[] = [];
+  const send = (signo: number) => {
+    try {
+      libc.kill(agentPid!, signo);
+    } catch { /* the agent is already gone */ }
+  };
   for (const sig of [...forwarded, ...interrupts]) {
     const forward = forwarded.includes(sig) || plan.forwardInterrupts;
     // A listener is installed either way: it keeps the stage alive when the terminal sends
     // SIGINT to the whole foreground process group (the agent gets it directly).
     Deno.addSignalListener(sig, () => {
       if (!forward) return;
-      try {
-        libc.kill(agentPid, signalNumber(sig));
-      } catch { /* the agent is already gone */ }
+      if (agentPid === null) early.push(signalNumber(sig));
+      else send(signalNumber(sig));
     });
   }
+  return {
+    agentStarted(pid: number) {
+      agentPid = pid;
+      for (const signo of early.splice(0)) send(signo);
+    },
+  };
 }
 
 async function superviseAgent(

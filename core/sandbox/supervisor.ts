@@ -169,6 +169,7 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
       return null;
     }
   };
+  let terminatedEarly = false;
   const listeners: [Deno.Signal, () => void][] = [];
   for (
     const sig of ["SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT"] as Deno.Signal[]
@@ -178,11 +179,22 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
       if (sig === "SIGHUP" && hooks.onHangup) return hooks.onHangup();
       // The terminal delivers SIGINT/SIGQUIT to the agent itself (same process group).
       if (fromTerminal) return;
+      const signo = signalNumber(sig);
       const pid = stagePid();
-      if (pid === null) return;
-      try {
-        libc.kill(pid, signalNumber(sig));
-      } catch { /* already gone */ }
+      if (pid !== null && (!plan.namespaces || catchesSignal(pid, signo))) {
+        try {
+          libc.kill(pid, signo);
+        } catch { /* already gone */ }
+      } else if (sig === "SIGTERM") {
+        // The stage is PID 1 of its namespace and has no handler yet (still starting): the
+        // kernel would drop the signal. unshare(1) ignores SIGTERM while it waits, so it is
+        // killed, and --kill-child takes the sandbox with it: a SIGTERM during start-up is
+        // never lost, and the run exits as if terminated (143).
+        terminatedEarly = true;
+        try {
+          libc.kill(child.pid, signalNumber("SIGKILL"));
+        } catch { /* already gone */ }
+      }
     };
     Deno.addSignalListener(sig, handler);
     listeners.push([sig, handler]);
@@ -191,6 +203,17 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
   trace("stage exited");
   watch.finished();
   for (const [sig, handler] of listeners) Deno.removeSignalListener(sig, handler);
+  if (terminatedEarly) return 128 + signalNumber("SIGTERM");
   if (status.signal !== null) return 128 + signalNumber(status.signal);
   return status.code;
+}
+
+/** Whether `pid` has a handler for `signo` (SigCgt in /proc/PID/status). */
+function catchesSignal(pid: number, signo: number): boolean {
+  try {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    return m !== null && ((BigInt(`0x${m[1]}`) >> BigInt(signo - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }

@@ -269,3 +269,47 @@ test("a policy that grants no files: the command is refused as not granted (126)
     Deno.removeSync(policy);
   }
 });
+
+/** Child pids of `pid` (all its threads). */
+function childrenOf(pid: number): number[] {
+  try {
+    return Deno.readDirSync(`/proc/${pid}/task`).toArray().flatMap((t) =>
+      Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/children`).trim().split(/\s+/)
+    ).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+test("a SIGTERM at any moment of start-up stops the run (never lost)", async () => {
+  // Aimed at the stage's start (PID 1 of the new namespace, before it has signal handlers, when
+  // the kernel drops what it is sent) and just after. The agent would run 20 s: a lost SIGTERM
+  // shows as a run that outlives the deadline below.
+  for (const afterStageMs of [0, 10, 25, 50, 80, 120, 200]) {
+    const argv = selfCommand(sh("sleep 20"));
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).spawn();
+    // The stage: the child of unshare(1), the supervisor's child.
+    for (let i = 0; i < 1000; i++) {
+      const stage = childrenOf(child.pid).flatMap(childrenOf);
+      if (stage.length > 0) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await new Promise((r) => setTimeout(r, afterStageMs));
+    const started = Date.now();
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 8000);
+    const status = await child.output();
+    clearTimeout(timer);
+    const took = Date.now() - started;
+    assert.ok(took < 8000, `SIGTERM ${afterStageMs} ms after the stage started was lost`);
+    assert.ok(
+      status.code === 143 || status.signal === "SIGTERM",
+      `${afterStageMs} ms: ${JSON.stringify(status)} ${new TextDecoder().decode(status.stderr)}`,
+    );
+  }
+});
