@@ -10,6 +10,7 @@ const BENCHES: Record<string, string> = {
   llama: "./llama.ts",
   bridge: "./bridge.ts",
   egress: "./egress.ts",
+  "egress-hops": "./egress_hops.ts",
 };
 
 const [name, ...rest] = Deno.args;
