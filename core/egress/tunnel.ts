@@ -1,8 +1,10 @@
 // A byte tunnel between the client and the upstream (CONNECT without inspection, WebSocket
-// after 101): both directions piped with backpressure, bytes counted, closed when either side
-// closes or nothing moves for `idleMs`.
+// after 101): both directions piped by their readers (bytes they already buffered first) with
+// backpressure, bytes counted, closed when either side closes or nothing moves either way for
+// `idleMs`.
 
-import type { Duplex } from "node:stream";
+import { IdleTimer } from "./idle.ts";
+import type { StreamReader } from "./reader.ts";
 
 export interface TunnelResult {
   /** Bytes client -> upstream. */
@@ -12,63 +14,39 @@ export interface TunnelResult {
 }
 
 export function tunnel(
-  client: Duplex,
-  upstream: Duplex,
+  client: StreamReader,
+  upstream: StreamReader,
   idleMs: number,
-  first: { up?: Uint8Array; down?: Uint8Array } = {},
 ): Promise<TunnelResult> {
   return new Promise((resolve) => {
-    const r: TunnelResult = { up: 0, down: 0 };
+    const up = { bytes: 0 }, down = { bytes: 0 };
+    const idle = new IdleTimer(idleMs);
     let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let grace: ReturnType<typeof setTimeout> | undefined;
     let closed = 0;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(finish, idleMs);
-    };
     function finish() {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      idle.stop();
       clearTimeout(grace);
-      client.destroy();
-      upstream.destroy();
-      resolve(r);
+      client.sock.destroy();
+      upstream.sock.destroy();
+      resolve({ up: up.bytes, down: down.bytes });
     }
-    const pipe = (from: Duplex, to: Duplex, count: (n: number) => void) => {
-      from.on("data", (c: Uint8Array) => {
-        count(c.length);
-        arm();
-        if (!to.write(c)) {
-          from.pause();
-          to.once("drain", () => from.resume());
-        }
-      });
-      // Half-close: pass the FIN on; finish when both sides closed, or soon after one did.
-      from.on("end", () => to.end());
-      from.on("close", () => {
+    const pipe = (from: StreamReader, to: StreamReader, count: { bytes: number }) => {
+      // Half-close: pass the FIN on; a reset, an error or the idle timer ends both.
+      from.pipeTo(to.sock, Infinity, idle, count).then(() => to.sock.end(), finish);
+      // Finish when both sides closed, or soon after one did.
+      from.sock.on("close", () => {
         closed++;
-        if (closed === 2 || to.writableFinished || to.destroyed) finish();
+        if (closed === 2 || to.sock.writableFinished || to.sock.destroyed) finish();
         else {
-          to.once("finish", finish);
+          to.sock.once("finish", finish);
           grace ??= setTimeout(finish, 1000);
         }
       });
-      from.on("error", finish);
     };
-    if (first.up?.length) {
-      r.up += first.up.length;
-      upstream.write(first.up);
-    }
-    if (first.down?.length) {
-      r.down += first.down.length;
-      client.write(first.down);
-    }
-    pipe(client, upstream, (n) => r.up += n);
-    pipe(upstream, client, (n) => r.down += n);
-    client.resume();
-    upstream.resume();
-    arm();
+    pipe(client, upstream, up);
+    pipe(upstream, client, down);
   });
 }

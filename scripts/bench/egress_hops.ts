@@ -10,7 +10,7 @@
 // For each: best-of-N MiB/s, its ratio to direct, and the CPU seconds each relay process used
 // per GiB moved (user + system, from /proc/PID/stat), which is what a relay costs on a busy box.
 //
-//   deno task bench egress-hops [--mb M] [--runs N] [--chunked]
+//   deno task bench egress-hops [--mb M] [--runs N] [--chunked] [--only REGEX]
 //
 // --chunked makes the upstream answer with Transfer-Encoding: chunked (1 MiB chunks), so the
 // proxy validates and passes on the chunk framing.
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     mb: { type: "string", default: "100" },
     runs: { type: "string", default: "3" },
     chunked: { type: "boolean", default: false },
+    only: { type: "string" },
     role: { type: "string" },
     dir: { type: "string" },
     to: { type: "string" },
@@ -308,7 +309,8 @@ try {
     }, best of ${RUNS}; relay CPU seconds per GiB moved (median run):`,
   );
   const best = new Map<string, number>();
-  for (const p of paths) {
+  const only = values.only ? new RegExp(values.only) : null;
+  for (const p of paths.filter((x) => !only || only.test(x.name) || x.name === x.base)) {
     const speeds: number[] = [];
     const cpu: number[][] = p.relays.map(() => []);
     for (let i = 0; i < RUNS; i++) {
