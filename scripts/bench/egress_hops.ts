@@ -10,7 +10,10 @@
 // For each: best-of-N MiB/s, its ratio to direct, and the CPU seconds each relay process used
 // per GiB moved (user + system, from /proc/PID/stat), which is what a relay costs on a busy box.
 //
-//   deno task bench egress-hops [--mb M] [--runs N] [--chunked] [--only REGEX]
+//   deno task bench egress-hops [--mb M] [--runs N] [--chunked] [--only REGEX] [--profile DIR]
+//
+// --only runs the paths whose name matches (and their baselines); --profile writes V8 CPU
+// profiles (.cpuprofile) of the proxy and bridge processes into DIR.
 //
 // --chunked makes the upstream answer with Transfer-Encoding: chunked (1 MiB chunks), so the
 // proxy validates and passes on the chunk framing.
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     chunked: { type: "boolean", default: false },
     only: { type: "string" },
+    profile: { type: "string" },
     role: { type: "string" },
     dir: { type: "string" },
     to: { type: "string" },
@@ -142,6 +146,10 @@ async function bridgeRole(to: string): Promise<never> {
   return await new Promise<never>(() => {});
 }
 
+if (values.role) {
+  // Exit cleanly on SIGTERM so that a --cpu-prof profile is written.
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+}
 if (values.role === "upstream") await upstreamRole(values.dir!);
 if (values.role === "proxy") await proxyRole(values.dir!, Number(values["https-port"]));
 if (values.role === "bridge") await bridgeRole(values.to!);
@@ -195,7 +203,22 @@ const spawn = (cmd: string, args: string[]) => {
   return c;
 };
 const run = (args: string[]) =>
-  spawn(Deno.execPath(), ["run", "--allow-all", "--no-prompt", self, "--dir", dir, ...args]);
+  spawn(Deno.execPath(), [
+    "run",
+    "--allow-all",
+    "--no-prompt",
+    ...(values.profile && args[1] !== "upstream"
+      ? [
+        "--cpu-prof",
+        `--cpu-prof-dir=${values.profile}`,
+        `--cpu-prof-name=${args[1]}-${children.length}.cpuprofile`,
+      ]
+      : []),
+    self,
+    "--dir",
+    dir,
+    ...args,
+  ]);
 
 try {
   console.log(machineLine());
