@@ -121,6 +121,16 @@ export class StreamReader {
   }
 
   #take(n: number): Buffer {
+    // Within the first chunk (a chunk line, its CRLF): no need to join the chunks.
+    const first = this.#chunks[0];
+    if (first && n <= first.length && this.#chunks.length > 1) {
+      const out = first.subarray(0, n);
+      if (n === first.length) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      this.#length -= n;
+      if (this.#length < this.highWater) this.#resume();
+      return out;
+    }
     const all = this.#flat();
     const out = all.subarray(0, n);
     const rest = all.subarray(n);
@@ -167,7 +177,12 @@ export class StreamReader {
   async readLine(maxBytes: number, deadline: number): Promise<string> {
     let scanned = 0;
     for (;;) {
-      const buf = this.#flat();
+      // A line inside the first buffered chunk is read without joining the chunks (chunked
+      // bodies: the bytes after a chunk's data sit in the same read).
+      const first = this.#chunks[0];
+      const buf = first && this.#chunks.length > 1 && first.indexOf(10, scanned) >= 0
+        ? first
+        : this.#flat();
       const lf = buf.indexOf(10, scanned);
       if (lf >= 0) {
         if (lf === 0 || buf[lf - 1] !== 13) throw new HttpParseError(400, "bare LF");
