@@ -11,25 +11,33 @@ import { IdleTimer } from "./idle.ts";
 /** The peer was too slow (slowloris) or idle for too long. */
 export class TimeoutError extends Error {}
 
-/** Read size of a ReadFeed. */
+/** Largest read of a ReadFeed (a bulk transfer); the smallest is FEED_MIN_BYTES. */
 export const FEED_BYTES = 256 * 1024;
+const FEED_MIN_BYTES = 16 * 1024;
 
 /**
  * Large reads for a connected socket: node's `onread` option for `net.connect` (pass the feed
  * as `onread`). A socket's normal reads are 64 KiB each; a feed reads up to 256 KiB at a time
  * into a new buffer per read, which the reader passes on without copying (a reused buffer
  * would need a copy: Deno's socket writes may read a buffer after they reported completion).
+ * The read size follows the traffic: it doubles after a read that filled the buffer and halves
+ * after one that used less than half, so a stream of small messages (server-sent events)
+ * does not allocate 256 KiB per message.
  */
 export class ReadFeed {
-  readonly buffer = (): Uint8Array => Buffer.allocUnsafe(FEED_BYTES);
+  #size = 64 * 1024;
+  readonly buffer = (): Uint8Array => Buffer.allocUnsafe(this.#size);
   /** Where each read goes; until a reader attaches, the bytes are kept. */
   sink: (view: Buffer) => boolean = (view) => {
     this.early.push(view);
     return true;
   };
   early: Buffer[] = [];
-  readonly callback = (n: number, buf: Uint8Array): boolean =>
-    this.sink(Buffer.from(buf.buffer, buf.byteOffset, n));
+  readonly callback = (n: number, buf: Uint8Array): boolean => {
+    if (n === buf.length) this.#size = Math.min(FEED_BYTES, this.#size * 2);
+    else if (n < buf.length / 2) this.#size = Math.max(FEED_MIN_BYTES, this.#size / 2);
+    return this.sink(Buffer.from(buf.buffer, buf.byteOffset, n));
+  };
 }
 
 export class StreamReader {
@@ -57,7 +65,7 @@ export class StreamReader {
   readonly #feed: ReadFeed | null;
   readonly #onFeed = (view: Buffer): boolean => {
     // Kept while a head is parsed: a small read should not pin a 256 KiB buffer.
-    this.#onData(view.length < FEED_BYTES / 4 ? Buffer.from(view) : view);
+    this.#onData(view.length < 16 * 1024 ? Buffer.from(view) : view);
     return true;
   };
 

@@ -71,3 +71,25 @@ Deno.test("reader: a ReadFeed keeps bytes read before the reader attaches, in or
   assert.equal(out.text(), "0123456789");
   assert.equal((await r.readExact(5, far())).toString(), "extra");
 });
+
+Deno.test("reader: a ReadFeed's read size grows with full reads and shrinks with small ones", () => {
+  const feed = new ReadFeed();
+  const got: number[] = [];
+  feed.sink = (view) => {
+    got.push(view.length);
+    return true;
+  };
+  const sizes: number[] = [];
+  // Bulk: every read fills its buffer.
+  for (let i = 0; i < 4; i++) {
+    const b = feed.buffer();
+    sizes.push(b.length);
+    feed.callback(b.length, b);
+  }
+  assert.deepEqual(sizes, [64 * 1024, 128 * 1024, 256 * 1024, 256 * 1024]);
+  // Small messages: the buffers shrink to 16 KiB.
+  for (let i = 0; i < 6; i++) feed.callback(100, feed.buffer());
+  assert.equal(feed.buffer().length, 16 * 1024);
+  assert.deepEqual(got.slice(0, 4), [64 * 1024, 128 * 1024, 256 * 1024, 256 * 1024]);
+  assert.equal(got.length, 10);
+});
