@@ -1,9 +1,10 @@
 // Large bodies through every data path of the proxy, byte-exact (SHA-256 of a deterministic
 // pseudo-random body): plain HTTP with Content-Length and chunked (odd chunk sizes, written in
-// odd pieces so chunk lines straddle socket reads), a CONNECT tunnel, inspected HTTPS, and the
-// bridge in front of the proxy's unix socket. A client that stops reading stalls the upstream
-// (backpressure reaches it, the proxy does not buffer the body) and still gets every byte when
-// it reads again. Tunnels close when nothing moves either way, not while one direction moves.
+// odd pieces so chunk lines straddle socket reads), a body that ends when the upstream closes, a
+// CONNECT tunnel, inspected HTTPS, and the bridge in front of the proxy's unix socket. A client
+// that stops reading stalls the upstream (backpressure reaches it, the proxy does not buffer the
+// body) and still gets every byte when it reads again. Tunnels close when nothing moves either
+// way, not while one direction moves.
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -185,6 +186,43 @@ Deno.test({
       await p.close();
       await up.close();
       Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "large bodies: a body delimited by the upstream closing arrives byte-exact",
+  ignore: !hasCurl,
+  async fn() {
+    const n = 12 * MB + 5;
+    const body = randomBytesFor(n, 21);
+    // A raw upstream: no Content-Length, not chunked; the end of the body is the close.
+    const server = net.createServer((sock) => {
+      sock.once("data", () => {
+        sock.write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let off = 0;
+        const pump = () => {
+          while (off < n) {
+            const piece = body.subarray(off, off + 100_003);
+            off += piece.length;
+            if (!sock.write(piece)) return void sock.once("drain", pump);
+          }
+          sock.end();
+        };
+        pump();
+      });
+      sock.on("error", () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const p = await startProxy([{ host: "data.test", port }]);
+    try {
+      const url = `http://data.test:${port}/x`;
+      assert.deepEqual(await curlSha(["-x", p.url], [url]), [sha(body)]);
+      assert.deepEqual(await curlSha(["-p", "-x", p.url], [url]), [sha(body)]);
+    } finally {
+      await p.close();
+      await new Promise((r) => server.close(r));
     }
   },
 });
