@@ -26,7 +26,12 @@ const FEED_MIN_BYTES = 16 * 1024;
  */
 export class ReadFeed {
   #size = 64 * 1024;
-  readonly buffer = (): Uint8Array => Buffer.allocUnsafe(this.#size);
+  /**
+   * Cap on the next read's size: the reader keeps it at its high-water mark while it parses
+   * (what it buffers stays bounded as with a plain socket) and lifts it while it pipes.
+   */
+  max = FEED_BYTES;
+  readonly buffer = (): Uint8Array => Buffer.allocUnsafe(Math.min(this.#size, this.max));
   /** Where each read goes; until a reader attaches, the bytes are kept. */
   sink: (view: Buffer) => boolean = (view) => {
     this.early.push(view);
@@ -75,6 +80,7 @@ export class StreamReader {
     if (feed) {
       for (const c of feed.early.splice(0)) this.#onData(c);
       feed.sink = this.#onFeed;
+      feed.max = highWater;
     } else sock.on("data", this.#onData);
     sock.on("end", this.#onEnd);
     sock.on("close", this.#onEnd);
@@ -278,8 +284,10 @@ export class StreamReader {
         done = true;
         offIdle();
         if (typeof idle === "number") timer.stop();
-        if (feed) feed.sink = this.#onFeed;
-        else {
+        if (feed) {
+          feed.sink = this.#onFeed;
+          feed.max = this.highWater;
+        } else {
           sock.off("data", onData);
           sock.on("data", this.#onData);
         }
@@ -324,8 +332,10 @@ export class StreamReader {
         );
       const onError = (e: Error) => stop(e);
       const onToClose = () => stop(new Error("peer closed"));
-      if (feed) feed.sink = onFeed;
-      else {
+      if (feed) {
+        feed.sink = onFeed;
+        feed.max = FEED_BYTES;
+      } else {
         sock.off("data", this.#onData);
         sock.on("data", onData);
       }

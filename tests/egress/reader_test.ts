@@ -93,3 +93,27 @@ Deno.test("reader: a ReadFeed's read size grows with full reads and shrinks with
   assert.deepEqual(got.slice(0, 4), [64 * 1024, 128 * 1024, 256 * 1024, 256 * 1024]);
   assert.equal(got.length, 10);
 });
+
+Deno.test("reader: a ReadFeed reads at most the high-water mark while parsing, more while piping", async () => {
+  const sock = new PassThrough();
+  const feed = new ReadFeed();
+  const r = new StreamReader(sock, 64 * 1024, feed);
+  // Full reads would grow the size, but while the reader parses it stays capped.
+  for (let i = 0; i < 4; i++) {
+    const b = feed.buffer();
+    assert.ok(b.length <= 64 * 1024);
+    feed.callback(16, b); // small reads: the reader keeps them (copied)
+  }
+  assert.equal((await r.readExact(64, far())).length, 64);
+  const out = sink();
+  const moved = r.pipeTo(out.stream, 3 * 256 * 1024, 1000);
+  const sizes: number[] = [];
+  while (sizes.reduce((a, b) => a + b, 0) < 3 * 256 * 1024) {
+    const b = feed.buffer();
+    sizes.push(b.length);
+    feed.callback(b.length, b);
+  }
+  assert.equal(await moved, 3 * 256 * 1024);
+  assert.ok(Math.max(...sizes) === 256 * 1024, `piping reads grow to 256 KiB: ${sizes}`);
+  assert.ok(feed.buffer().length <= 64 * 1024, "capped again after the pipe");
+});
