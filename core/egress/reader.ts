@@ -69,7 +69,7 @@ export class StreamReader {
 
   readonly #feed: ReadFeed | null;
   readonly #onFeed = (view: Buffer): boolean => {
-    // Kept while a head is parsed: a small read should not pin a 256 KiB buffer.
+    // Kept while a head is parsed: a small read should not pin its whole read buffer.
     this.#onData(view.length < 16 * 1024 ? Buffer.from(view) : view);
     return true;
   };

@@ -305,7 +305,7 @@ for (const mode of ["plain", "CONNECT"] as const) {
 Deno.test("tunnel idle: one direction moving keeps it open; nothing moving closes it", async () => {
   const up = await bodyServer();
   const p = await startProxy([{ host: "data.test", port: up.port }], {
-    limits: { transferIdleMs: 300 },
+    limits: { transferIdleMs: 600 },
   });
   const authority = `data.test:${up.port}`;
   try {
@@ -327,7 +327,7 @@ Deno.test("tunnel idle: one direction moving keeps it open; nothing moving close
     const t1 = performance.now();
     await new Promise((r) => sock.on("close", r));
     const ms = performance.now() - t1;
-    assert.ok(ms >= 250 && ms < 3000, `closed after ${ms} ms`);
+    assert.ok(ms >= 550 && ms < 5000, `closed after ${ms} ms`);
     const close = p.audit.events.filter((e) => e.class === "network" && e.activity === "close");
     assert.equal(close.length, 2);
   } finally {
