@@ -39,7 +39,7 @@ import {
   wantsWebSocket,
 } from "./messages.ts";
 import type { CredentialStore } from "./placeholders.ts";
-import { StreamReader, TimeoutError } from "./reader.ts";
+import { ReadFeed, StreamReader, TimeoutError } from "./reader.ts";
 import { type Resolver, systemResolver } from "./resolve.ts";
 import { type DenialBody, respond, respondError } from "./respond.ts";
 import { tunnel, type UpWatch } from "./tunnel.ts";
@@ -502,7 +502,7 @@ export class EgressProxy {
       const to: Target = inference
         ? { host: "127.0.0.1", kind: "ipv4", port: this.#opt.inferenceLocal!.port }
         : target;
-      up = await this.#openUpstream(conn, to, effective, fixed?.tls ?? false);
+      up = await this.#openUpstream(conn, to, effective, fixed?.tls ?? false, !fixed?.tls);
       if (!up) {
         audit(effective, 502);
         return { upstream: null, keepAlive: false };
@@ -560,10 +560,9 @@ export class EgressProxy {
         : null;
       await write(conn.sock, resHead);
       const t = await tunnel(
-        conn.sock,
-        up.sock,
+        conn.reader,
+        up.reader,
         L.transferIdleMs,
-        { up: conn.reader.detach(), down: up.reader.detach() },
         messages && messages.verdict !== "allow"
           ? this.#watchMessages(conn, messages, target, `${scheme}://${authority}${originTarget}`)
           : undefined,
@@ -652,16 +651,27 @@ export class EgressProxy {
     });
   }
 
-  /** Opens the upstream for a target; on failure answers the client and returns null. */
+  /**
+   * Opens the upstream for a target; on failure answers the client and returns null. `feed`:
+   * read plain bytes through a ReadFeed (only where no TLS will ever run over the socket).
+   */
   async #openUpstream(
     conn: Conn,
     target: Target,
     decision: Decision,
     useTls: boolean,
+    feed: boolean,
   ): Promise<Upstream | null> {
     const L = this.#limits;
     const dst = { host: target.host, port: target.port };
-    const r = await openUpstream(target, decision.allowedIps, this.#resolve, L.connectTimeoutMs);
+    const reads = feed && !useTls ? new ReadFeed() : undefined;
+    const r = await openUpstream(
+      target,
+      decision.allowedIps,
+      this.#resolve,
+      L.connectTimeoutMs,
+      reads,
+    );
     if (!r.ok) {
       this.#record({
         class: "network",
@@ -729,7 +739,7 @@ export class EgressProxy {
     return {
       key: `${useTls ? "https" : "http"}:${target.host}:${target.port}`,
       sock,
-      reader: new StreamReader(sock),
+      reader: new StreamReader(sock, undefined, reads),
       ip: r.ip,
       target,
       opened: performance.now(),
@@ -774,14 +784,12 @@ export class EgressProxy {
       this.#deny(conn, decision, target, "CONNECT", undefined, false);
       return;
     }
-    const up = await this.#openUpstream(conn, target, decision, false);
+    const up = await this.#openUpstream(conn, target, decision, false, !inspect);
     if (!up) return;
 
     if (!inspect) {
-      const early = conn.reader.detach();
-      up.reader.detach();
       await write(conn.sock, "HTTP/1.1 200 Connection Established\r\n\r\n");
-      const t = await tunnel(conn.sock, up.sock, this.#limits.transferIdleMs, { up: early });
+      const t = await tunnel(conn.reader, up.reader, this.#limits.transferIdleMs);
       up.up = t.up;
       up.down = t.down;
       this.#closeUpstream(conn, up);

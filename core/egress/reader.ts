@@ -1,13 +1,49 @@
 // Pull-style reading from a node stream socket with bounded buffering and deadlines: the proxy
 // reads a head, a line or some body bytes when it is ready for them, and the socket is paused
-// while more than `highWater` bytes wait, so a fast sender cannot grow memory.
+// while more than `highWater` bytes wait, so a fast sender cannot grow memory. Bodies and
+// tunnels are moved by pipeTo(), straight from the socket's reads to the other socket.
 
 import { Buffer } from "node:buffer";
 import type { Duplex } from "node:stream";
 import { findHeadEnd, HttpParseError } from "./http_parse.ts";
+import { IdleTimer } from "./idle.ts";
 
 /** The peer was too slow (slowloris) or idle for too long. */
 export class TimeoutError extends Error {}
+
+/** Largest read of a ReadFeed (a bulk transfer); the smallest is FEED_MIN_BYTES. */
+export const FEED_BYTES = 256 * 1024;
+const FEED_MIN_BYTES = 16 * 1024;
+
+/**
+ * Large reads for a connected socket: node's `onread` option for `net.connect` (pass the feed
+ * as `onread`). A socket's normal reads are 64 KiB each; a feed reads up to 256 KiB at a time
+ * into a new buffer per read, which the reader passes on without copying (a reused buffer
+ * would need a copy: Deno's socket writes may read a buffer after they reported completion).
+ * The read size follows the traffic: it doubles after a read that filled the buffer and halves
+ * after one that used less than half, so a stream of small messages (server-sent events)
+ * does not allocate 256 KiB per message.
+ */
+export class ReadFeed {
+  #size = 64 * 1024;
+  /**
+   * Cap on the next read's size: the reader keeps it at its high-water mark while it parses
+   * (what it buffers stays bounded as with a plain socket) and lifts it while it pipes.
+   */
+  max = FEED_BYTES;
+  readonly buffer = (): Uint8Array => Buffer.allocUnsafe(Math.min(this.#size, this.max));
+  /** Where each read goes; until a reader attaches, the bytes are kept. */
+  sink: (view: Buffer) => boolean = (view) => {
+    this.early.push(view);
+    return true;
+  };
+  early: Buffer[] = [];
+  readonly callback = (n: number, buf: Uint8Array): boolean => {
+    if (n === buf.length) this.#size = Math.min(FEED_BYTES, this.#size * 2);
+    else if (n < buf.length / 2) this.#size = Math.max(FEED_MIN_BYTES, this.#size / 2);
+    return this.sink(Buffer.from(buf.buffer, buf.byteOffset, n));
+  };
+}
 
 export class StreamReader {
   #chunks: Buffer[] = [];
@@ -31,8 +67,21 @@ export class StreamReader {
     this.#notify();
   };
 
-  constructor(readonly sock: Duplex, readonly highWater = 64 * 1024) {
-    sock.on("data", this.#onData);
+  readonly #feed: ReadFeed | null;
+  readonly #onFeed = (view: Buffer): boolean => {
+    // Kept while a head is parsed: a small read should not pin its whole read buffer.
+    this.#onData(view.length < 16 * 1024 ? Buffer.from(view) : view);
+    return true;
+  };
+
+  /** With `feed` (the `onread` option `sock` was connected with), reads come from it. */
+  constructor(readonly sock: Duplex, readonly highWater = 64 * 1024, feed?: ReadFeed) {
+    this.#feed = feed ?? null;
+    if (feed) {
+      for (const c of feed.early.splice(0)) this.#onData(c);
+      feed.sink = this.#onFeed;
+      feed.max = highWater;
+    } else sock.on("data", this.#onData);
     sock.on("end", this.#onEnd);
     sock.on("close", this.#onEnd);
     sock.on("error", this.#onError);
@@ -46,6 +95,10 @@ export class StreamReader {
     return this.#eof && this.#length === 0;
   }
 
+  #resume(): void {
+    if (!this.#detached) this.sock.resume();
+  }
+
   #notify(): void {
     const w = this.#wake;
     this.#wake = null;
@@ -57,7 +110,7 @@ export class StreamReader {
     if (this.#error) throw this.#error;
     if (this.#eof) return false;
     if (!(timeoutMs > 0)) throw new TimeoutError("timed out waiting for the peer");
-    this.sock.resume();
+    this.#resume();
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -82,12 +135,22 @@ export class StreamReader {
   }
 
   #take(n: number): Buffer {
+    // Within the first chunk (a chunk line, its CRLF): no need to join the chunks.
+    const first = this.#chunks[0];
+    if (first && n <= first.length && this.#chunks.length > 1) {
+      const out = first.subarray(0, n);
+      if (n === first.length) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      this.#length -= n;
+      if (this.#length < this.highWater) this.#resume();
+      return out;
+    }
     const all = this.#flat();
     const out = all.subarray(0, n);
     const rest = all.subarray(n);
     this.#chunks = rest.length ? [rest] : [];
     this.#length = rest.length;
-    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    if (this.#length < this.highWater) this.#resume();
     return out;
   }
 
@@ -128,7 +191,12 @@ export class StreamReader {
   async readLine(maxBytes: number, deadline: number): Promise<string> {
     let scanned = 0;
     for (;;) {
-      const buf = this.#flat();
+      // A line inside the first buffered chunk is read without joining the chunks (chunked
+      // bodies: the bytes after a chunk's data sit in the same read).
+      const first = this.#chunks[0];
+      const buf = first && this.#chunks.length > 1 && first.indexOf(10, scanned) >= 0
+        ? first
+        : this.#flat();
       const lf = buf.indexOf(10, scanned);
       if (lf >= 0) {
         if (lf === 0 || buf[lf - 1] !== 13) throw new HttpParseError(400, "bare LF");
@@ -168,17 +236,23 @@ export class StreamReader {
       out = first.subarray(0, max);
     }
     this.#length -= out.length;
-    if (this.#length < this.highWater && !this.#detached) this.sock.resume();
+    if (this.#length < this.highWater) this.#resume();
     return out;
   }
 
   /**
    * Moves exactly `n` bytes (Infinity: until EOF) to `to` without a promise per chunk: the
-   * buffered bytes first, then straight from the socket's data events, pausing the socket
-   * while `to` is full. Bytes past `n` stay buffered. Rejects (HttpParseError 400) when a
-   * finite `n` is cut short, TimeoutError when nothing arrives for `idleMs`.
+   * buffered bytes first, then straight from the socket's reads, pausing the socket while `to`
+   * is full. Bytes past `n` stay buffered. Rejects (HttpParseError 400) when a finite `n` is cut
+   * short, TimeoutError when nothing arrives for `idle` (ms, or a timer shared with the other
+   * direction of a tunnel, which this touches). `progress.bytes` counts what moved so far.
    */
-  pipeTo(to: Duplex, n: number, idleMs: number): Promise<number> {
+  pipeTo(
+    to: Duplex,
+    n: number,
+    idle: number | IdleTimer,
+    progress: { bytes: number } = { bytes: 0 },
+  ): Promise<number> {
     let moved = 0;
     while (moved < n && this.#length > 0) {
       const c = this.#chunks[0];
@@ -187,6 +261,7 @@ export class StreamReader {
       else this.#chunks[0] = c.subarray(take);
       this.#length -= take;
       moved += take;
+      progress.bytes += take;
       to.write(take === c.length ? c : c.subarray(0, take));
     }
     if (moved === n) return Promise.resolve(moved);
@@ -196,23 +271,34 @@ export class StreamReader {
         ? Promise.reject(new HttpParseError(400, "connection closed in the middle of a body"))
         : Promise.resolve(moved);
     }
+    if (typeof idle !== "number" && idle.stopped) {
+      return Promise.reject(new TimeoutError("transfer idle"));
+    }
     return new Promise((resolve, reject) => {
       const sock = this.sock;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const arm = () => {
-        clearTimeout(timer);
-        timer = setTimeout(() => stop(new TimeoutError("body stalled")), idleMs);
-      };
+      const feed = this.#feed;
+      const timer = typeof idle === "number" ? new IdleTimer(idle) : idle;
+      let done = false;
       const stop = (e: Error | null) => {
-        clearTimeout(timer);
-        sock.off("data", onData);
+        if (done) return;
+        done = true;
+        offIdle();
+        if (typeof idle === "number") timer.stop();
+        if (feed) {
+          feed.sink = this.#onFeed;
+          feed.max = this.highWater;
+        } else {
+          sock.off("data", onData);
+          sock.on("data", this.#onData);
+        }
         sock.off("end", onEnd);
+        sock.off("close", onEnd);
         sock.off("error", onError);
         to.off("close", onToClose);
-        sock.on("data", this.#onData);
         if (e) reject(e);
         else resolve(moved);
       };
+      const offIdle = timer.onIdle(() => stop(new TimeoutError("body stalled")));
       const onData = (c: Buffer) => {
         const take = Math.min(c.length, n - moved);
         if (take < c.length) {
@@ -220,16 +306,23 @@ export class StreamReader {
           this.#length += c.length - take;
         }
         moved += take;
+        progress.bytes += take;
+        timer.touch();
         const ok = to.write(take === c.length ? c : c.subarray(0, take));
         if (moved === n) {
           if (this.#length >= this.highWater) sock.pause();
           return stop(null);
         }
-        arm();
         if (!ok) {
           sock.pause();
-          to.once("drain", () => sock.resume());
+          to.once("drain", () => {
+            if (!done) sock.resume();
+          });
         }
+      };
+      const onFeed = (view: Buffer): boolean => {
+        onData(view);
+        return true;
       };
       const onEnd = () =>
         stop(
@@ -239,13 +332,18 @@ export class StreamReader {
         );
       const onError = (e: Error) => stop(e);
       const onToClose = () => stop(new Error("peer closed"));
-      sock.off("data", this.#onData);
-      sock.on("data", onData);
+      if (feed) {
+        feed.sink = onFeed;
+        feed.max = FEED_BYTES;
+      } else {
+        sock.off("data", this.#onData);
+        sock.on("data", onData);
+      }
       sock.on("end", onEnd);
+      sock.on("close", onEnd);
       sock.on("error", onError);
       to.on("close", onToClose);
-      arm();
-      sock.resume();
+      this.#resume();
     });
   }
 
@@ -253,6 +351,14 @@ export class StreamReader {
   detach(): Buffer {
     this.#detached = true;
     this.sock.pause();
+    if (this.#feed) {
+      // Nobody reads on: keep what still arrives and stop reading.
+      const feed = this.#feed;
+      feed.sink = (view) => {
+        feed.early.push(view);
+        return false;
+      };
+    }
     this.sock.off("data", this.#onData);
     this.sock.off("end", this.#onEnd);
     this.sock.off("close", this.#onEnd);

@@ -1,8 +1,11 @@
 // A byte tunnel between the client and the upstream (CONNECT without inspection, WebSocket
-// after 101): both directions piped with backpressure, bytes counted, closed when either side
-// closes or nothing moves for `idleMs`.
+// after 101): both directions piped by their readers (bytes they already buffered first) with
+// backpressure, bytes counted, closed when either side closes or nothing moves either way for
+// `idleMs`. Optionally the client's bytes are shown to a watcher before they go up (WebSocket
+// message rules), which may stop the tunnel.
 
-import type { Duplex } from "node:stream";
+import { IdleTimer } from "./idle.ts";
+import type { StreamReader } from "./reader.ts";
 
 export interface TunnelResult {
   /** Bytes client -> upstream. */
@@ -19,79 +22,73 @@ export interface TunnelResult {
 export type UpWatch = (chunk: Uint8Array) => Uint8Array | null;
 
 export function tunnel(
-  client: Duplex,
-  upstream: Duplex,
+  client: StreamReader,
+  upstream: StreamReader,
   idleMs: number,
-  first: { up?: Uint8Array; down?: Uint8Array } = {},
   watchUp?: UpWatch,
 ): Promise<TunnelResult> {
   return new Promise((resolve) => {
-    const r: TunnelResult = { up: 0, down: 0 };
+    const up = { bytes: 0 }, down = { bytes: 0 };
+    const idle = new IdleTimer(idleMs);
     let done = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let grace: ReturnType<typeof setTimeout> | undefined;
     let closed = 0;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(finish, idleMs);
-    };
     function finish() {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      idle.stop();
       clearTimeout(grace);
-      client.destroy();
-      upstream.destroy();
-      resolve(r);
+      client.sock.destroy();
+      upstream.sock.destroy();
+      resolve({ up: up.bytes, down: down.bytes });
     }
-    let stopped = false;
-    /** The watcher refused `c`: nothing more goes up; the client gets `answer`, then closes. */
-    const stop = (answer: Uint8Array) => {
-      stopped = true;
-      client.pause();
-      upstream.destroy();
-      client.end(answer, finish);
-      grace ??= setTimeout(finish, 1000);
-    };
-    const pipe = (from: Duplex, to: Duplex, count: (n: number) => void) => {
-      const watch = from === client ? watchUp : undefined;
-      from.on("data", (c: Uint8Array) => {
-        if (stopped) return;
-        const answer = watch?.(c);
-        if (answer) return stop(answer);
-        count(c.length);
-        arm();
-        if (!to.write(c)) {
-          from.pause();
-          to.once("drain", () => from.resume());
-        }
-      });
-      // Half-close: pass the FIN on; finish when both sides closed, or soon after one did.
-      from.on("end", () => to.end());
-      from.on("close", () => {
+    const pipe = (
+      from: StreamReader,
+      to: StreamReader,
+      count: { bytes: number },
+      move: () => Promise<unknown>,
+    ) => {
+      // Half-close: pass the FIN on; a reset, an error or the idle timer ends both.
+      move().then(() => to.sock.end(), finish);
+      // Finish when both sides closed, or soon after one did.
+      from.sock.on("close", () => {
         closed++;
-        if (closed === 2 || to.writableFinished || to.destroyed) finish();
+        if (closed === 2 || to.sock.writableFinished || to.sock.destroyed) finish();
         else {
-          to.once("finish", finish);
+          to.sock.once("finish", finish);
           grace ??= setTimeout(finish, 1000);
         }
       });
-      from.on("error", finish);
     };
-    if (first.down?.length) {
-      r.down += first.down.length;
-      client.write(first.down);
-    }
-    const answer = first.up?.length ? watchUp?.(first.up) : null;
-    if (answer) stop(answer);
-    else if (first.up?.length) {
-      r.up += first.up.length;
-      upstream.write(first.up);
-    }
-    pipe(client, upstream, (n) => r.up += n);
-    pipe(upstream, client, (n) => r.down += n);
-    client.resume();
-    upstream.resume();
-    arm();
+    /** Client -> upstream, a chunk at a time through the watcher (the slow path). */
+    const watched = async (watch: UpWatch) => {
+      for (;;) {
+        // No timeout of its own: the shared idle timer (touched both ways) ends quiet tunnels.
+        const chunk = await client.read(256 * 1024, Infinity);
+        if (chunk === null || done) return;
+        idle.touch();
+        const answer = watch(chunk);
+        if (answer) {
+          upstream.sock.destroy();
+          client.sock.end(answer, finish);
+          grace ??= setTimeout(finish, 1000);
+          return await new Promise(() => {}); // finish() ends it
+        }
+        up.bytes += chunk.length;
+        if (!upstream.sock.write(chunk)) {
+          await new Promise<void>((r) => {
+            upstream.sock.once("drain", r);
+            upstream.sock.once("close", r);
+          });
+        }
+      }
+    };
+    pipe(
+      client,
+      upstream,
+      up,
+      watchUp ? () => watched(watchUp) : () => client.pipeTo(upstream.sock, Infinity, idle, up),
+    );
+    pipe(upstream, client, down, () => upstream.pipeTo(client.sock, Infinity, idle, down));
   });
 }

@@ -6,6 +6,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { HostKind } from "./host.ts";
+import type { ReadFeed } from "./reader.ts";
 import type { Resolver } from "./resolve.ts";
 import { AllowedIps, checkAddresses, type SsrfRefusal } from "./ssrf.ts";
 
@@ -67,9 +68,14 @@ export async function resolveChecked(
   return checked;
 }
 
-function connectOne(ip: string, port: number, timeoutMs: number): Promise<net.Socket> {
+function connectOne(
+  ip: string,
+  port: number,
+  timeoutMs: number,
+  feed?: ReadFeed,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: ip, port });
+    const sock = net.connect({ host: ip, port, ...(feed ? { onread: feed } : {}) });
     const timer = setTimeout(() => {
       sock.destroy();
       reject(Object.assign(new Error(`connect to ${ip}:${port} timed out`), { timeout: true }));
@@ -118,19 +124,23 @@ export function startTls(
   });
 }
 
-/** Resolves, checks and connects (first address that answers). */
+/**
+ * Resolves, checks and connects (first address that answers). With `feed`, the socket reads
+ * into it (see ReadFeed; not for a socket that TLS will run over).
+ */
 export async function openUpstream(
   target: Target,
   allowedIps: string[],
   resolver: Resolver,
   timeoutMs: number,
+  feed?: ReadFeed,
 ): Promise<UpstreamResult> {
   const r = await resolveChecked(target, allowedIps, resolver);
   if (!r.ok) return { ...r, ...(r.refusal?.ip ? { ip: r.refusal.ip } : {}) };
   let last: Error | null = null;
   for (const ip of r.ips) {
     try {
-      return { ok: true, sock: await connectOne(ip, target.port, timeoutMs), ip };
+      return { ok: true, sock: await connectOne(ip, target.port, timeoutMs, feed), ip };
     } catch (e) {
       last = e as Error;
       if ((e as { timeout?: boolean }).timeout) {

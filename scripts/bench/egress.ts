@@ -3,7 +3,9 @@
 //     (plain HTTP absolute-form, CONNECT tunnel, inspected HTTPS), through sandbox-runtime's
 //     proxy (srt, plain and CONNECT) and through a socat TCP relay (an L4 floor: socat has no
 //     CONNECT server, so it relays a fixed port without any HTTP parsing);
-//   - a 100 MB download (best of three): throughput of each path as a ratio of direct;
+//   - a 100 MB download (best of three): throughput of each path as a ratio of direct, and the
+//     CPU seconds the relay process (ours, srt's node, socat) spent per GiB moved (median of the
+//     three), which moves less than MiB/s when other work shares the cores;
 //   - 500 concurrent connections (4 requests each) through our proxy and srt: errors, rate;
 //   - the same proxy recording every connection and request in a real audit log (hash chain,
 //     batched fsync): the audit trail's cost to a busy proxy, as a ratio.
@@ -214,6 +216,15 @@ interface Path {
   /** curl arguments fetching `path` the same way. */
   curl(path: string): string[];
   base: "http" | "https";
+  /** The relay's process (none for direct); socat's forked children count through cutime. */
+  relay?: { pid: number; children?: boolean };
+}
+
+/** CPU seconds (user + system, and reaped children's with `children`) a process used so far. */
+function cpuSeconds(r: { pid: number; children?: boolean }): number {
+  const stat = Deno.readTextFileSync(`/proc/${r.pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  return (f[11] + f[12] + (r.children ? f[13] + f[14] : 0)) / 100;
 }
 
 async function latency(p: Path, n: number): Promise<{ p50: number; p99: number }> {
@@ -230,10 +241,19 @@ async function latency(p: Path, n: number): Promise<{ p50: number; p99: number }
   return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }
 
-/** Best of three downloads of `bytes` with curl (a real client), MiB/s. */
-async function throughput(args: string[], bytes: number): Promise<number> {
+/**
+ * Best of three downloads of `bytes` with curl (a real client), MiB/s, and the median CPU
+ * seconds per GiB of the relay process (NaN without one).
+ */
+async function throughput(
+  args: string[],
+  bytes: number,
+  relay?: { pid: number; children?: boolean },
+): Promise<{ mibs: number; cpu: number }> {
   let best = 0;
+  const cpu: number[] = [];
   for (let i = 0; i < 3; i++) {
+    const before = relay ? cpuSeconds(relay) : 0;
     const out = await new Deno.Command("curl", {
       args: ["-sS", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}", ...args],
       stdout: "piped",
@@ -246,8 +266,13 @@ async function throughput(args: string[], bytes: number): Promise<number> {
       );
     }
     best = Math.max(best, speed / (1 << 20));
+    if (relay) {
+      // socat's child is reaped (its time lands in cutime) just after the connection closes.
+      if (relay.children) await new Promise((r) => setTimeout(r, 100));
+      cpu.push((cpuSeconds(relay) - before) / (bytes / (1 << 30)));
+    }
   }
-  return best;
+  return { mibs: best, cpu: cpu.length ? cpu.sort((a, b) => a - b)[1] : NaN };
 }
 
 async function concurrent(p: Path, conns: number): Promise<{ errors: number; rps: number }> {
@@ -344,12 +369,18 @@ try {
   ]);
   const auditedPort = Number((await readMatch(audited.stdout, /PORT (\d+)/))[1]);
   const ourCa = Deno.readTextFileSync(join(dir, "clawcage-ca.pem"));
+  // Which process relays for each port (for the CPU per GiB figures).
+  const relayOf = new Map<number, { pid: number; children?: boolean }>([
+    [proxyPort, { pid: ours.pid }],
+    [auditedPort, { pid: audited.pid }],
+  ]);
 
   const direct = (port: number, name = "direct"): Path => ({
     name,
     base: "http",
     open: async () => ({ client: await tcp(port), target: (p) => p, host: "bench.test" }),
     curl: (p) => [`http://127.0.0.1:${port}${p}`],
+    relay: relayOf.get(port),
   });
   const viaProxy = (port: number, name: string): Path => ({
     name,
@@ -360,6 +391,7 @@ try {
       host: "bench.test",
     }),
     curl: (p) => ["-x", `http://127.0.0.1:${port}`, `http://bench.test:${httpPort}${p}`],
+    relay: relayOf.get(port),
   });
   const viaConnect = (port: number, name: string): Path => ({
     name,
@@ -375,6 +407,7 @@ try {
       `http://127.0.0.1:${port}`,
       `http://${port === proxyPort ? "bench.test" : "127.0.0.1"}:${httpPort}${p}`,
     ],
+    relay: relayOf.get(port),
   });
   const paths: Path[] = [
     direct(httpPort),
@@ -387,6 +420,7 @@ try {
   if (typeof srt === "string") {
     const c = spawn("node", [srt], join(srt, ".."));
     srtPort = Number((await readMatch(c.stdout, /PORT (\d+)/))[1]);
+    relayOf.set(srtPort, { pid: c.pid });
     paths.push(
       {
         ...viaProxy(srtPort, "srt plain HTTP"),
@@ -410,8 +444,10 @@ try {
     void c;
     await new Promise((r) => setTimeout(r, 300));
     const port = socatPort(c.pid);
-    if (port) paths.push(direct(port, "socat TCP relay (L4 floor)"));
-    else console.log("socat: could not find its listening port; skipped");
+    if (port) {
+      relayOf.set(port, { pid: c.pid, children: true });
+      paths.push(direct(port, "socat TCP relay (L4 floor)"));
+    } else console.log("socat: could not find its listening port; skipped");
   } else console.log("socat: not installed (apt-get install socat); skipped");
   const httpsPaths: Path[] = [
     {
@@ -433,6 +469,7 @@ try {
     {
       name: "clawcage inspected HTTPS",
       base: "https",
+      relay: { pid: ours.pid },
       open: async () => {
         const c = await tcp(proxyPort);
         await c.connect(`bench.test:${httpsPort}`);
@@ -467,14 +504,18 @@ try {
     );
   }
 
-  console.log(`\n${values.mb} MB download with curl, best of 3 (MiB/s, ratio to direct):`);
+  console.log(
+    `\n${values.mb} MB download with curl, best of 3 (MiB/s, ratio to direct, relay CPU s/GiB):`,
+  );
   const tput = new Map<string, number>();
   for (const p of [...paths, ...httpsPaths]) {
-    const r = await throughput(p.curl(`/bytes?n=${BYTES}`), BYTES);
-    tput.set(p.name, r);
+    const r = await throughput(p.curl(`/bytes?n=${BYTES}`), BYTES, p.relay);
+    tput.set(p.name, r.mibs);
     const base = tput.get(p.base === "https" ? "direct HTTPS" : "direct")!;
     console.log(
-      `  ${p.name.padEnd(30)} ${r.toFixed(0).padStart(6)} MiB/s  ${(r / base).toFixed(2)}x`,
+      `  ${p.name.padEnd(30)} ${r.mibs.toFixed(0).padStart(6)} MiB/s  ${
+        (r.mibs / base).toFixed(2)
+      }x${Number.isNaN(r.cpu) ? "" : `  ${r.cpu.toFixed(2)} s/GiB`}`,
     );
   }
 

@@ -12,6 +12,7 @@ const BENCHES: Record<string, string> = {
   egress: "./egress.ts",
   pii: "./pii_accuracy.ts",
   "pii-nlp": "./pii_nlp.ts",
+  "egress-hops": "./egress_hops.ts",
 };
 
 const [name, ...rest] = Deno.args;
