@@ -81,7 +81,8 @@ function liveUsers(dir: string): string[] {
   return live;
 }
 
-async function setKernelAudit(on: boolean): Promise<void> {
+/** AUDIT_SET enabled (CAP_AUDIT_CONTROL). */
+export async function setKernelAudit(on: boolean): Promise<void> {
   const ctl = AuditSocket.open(0);
   try {
     await ctl.setEnabled(on);
@@ -90,7 +91,8 @@ async function setKernelAudit(on: boolean): Promise<void> {
   }
 }
 
-async function kernelAuditOn(): Promise<boolean> {
+/** Whether kernel auditing is enabled now. */
+export async function kernelAuditOn(): Promise<boolean> {
   const ctl = AuditSocket.open(0);
   try {
     return (await ctl.status()).enabled !== 0;

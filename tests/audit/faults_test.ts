@@ -11,6 +11,7 @@ import { verifyLog } from "../../core/audit/verify.ts";
 import { AuditFailedError, AuditLog } from "../../core/audit/writer.ts";
 import { selfCommand } from "../../core/self.ts";
 import { AuditSocket } from "../../ffi/audit_netlink.ts";
+import { kernelAuditOn } from "../../core/audit/kernel_audit_lease.ts";
 import { cli } from "../helpers/cli.ts";
 import { isRoot, landlockAbi, sandboxSkipReason } from "../helpers/host.ts";
 import { cleanup, httpEvent, tempLog } from "./helpers.ts";
@@ -249,18 +250,9 @@ Deno.test({
   fn: () => restoreKernelAudit(killNine),
 });
 
-async function auditEnabled(): Promise<boolean> {
-  const s = AuditSocket.open(0);
-  try {
-    return (await s.status()).enabled !== 0;
-  } finally {
-    s.close();
-  }
-}
-
 async function killNine(): Promise<void> {
   {
-    const wasOn = await auditEnabled();
+    const wasOn = await kernelAuditOn();
     const root = Deno.makeTempDirSync({ prefix: "clawcage-audit-fault-" });
     const denied = deniedFile();
     const log = join(root, "log"), key = join(root, "key");
@@ -298,7 +290,7 @@ async function killNine(): Promise<void> {
       assert.equal(after.unsealed_tail, 0);
       // The killed run had turned kernel auditing on; the next run adopted it and, ending as
       // the last user, turned it off again.
-      if (!wasOn) assert.equal(await auditEnabled(), false, "kernel auditing left on");
+      if (!wasOn) assert.equal(await kernelAuditOn(), false, "kernel auditing left on");
     } finally {
       Deno.removeSync(root, { recursive: true });
       Deno.removeSync(denied.dir, { recursive: true });

@@ -7,6 +7,8 @@ import { AuditSocket } from "../../ffi/audit_netlink.ts";
 import {
   KERNEL_AUDIT_STATE_DIR,
   kernelAuditLeftover,
+  kernelAuditOn,
+  setKernelAudit,
 } from "../../core/audit/kernel_audit_lease.ts";
 import { cli } from "../helpers/cli.ts";
 
@@ -27,33 +29,15 @@ async function auditSocketReason(): Promise<string | null> {
 const skip = await auditSocketReason();
 if (skip) console.log(`kernel audit lease tests skipped: ${skip}`);
 
-async function auditOn(): Promise<boolean> {
-  const s = AuditSocket.open(0);
-  try {
-    return (await s.status()).enabled !== 0;
-  } finally {
-    s.close();
-  }
-}
-
-async function setAudit(on: boolean): Promise<void> {
-  const s = AuditSocket.open(0);
-  try {
-    await s.setEnabled(on);
-  } finally {
-    s.close();
-  }
-}
-
 /** Runs fn with kernel auditing off at the start and puts the host's setting back after. */
 async function fromAuditOff(fn: (dir: string) => Promise<void>): Promise<void> {
-  const was = await auditOn();
+  const was = await kernelAuditOn();
   const dir = Deno.makeTempDirSync({ prefix: "clawcage-kaudit-" });
   try {
-    if (was) await setAudit(false);
+    if (was) await setKernelAudit(false);
     await fn(`${dir}/state`);
   } finally {
-    await setAudit(was);
+    await setKernelAudit(was);
     Deno.removeSync(dir, { recursive: true });
   }
 }
@@ -116,13 +100,13 @@ Deno.test({
     fromAuditOff(async (dir) => {
       const a = new Holder(dir, "enable");
       assert.equal(await a.line(), "held");
-      assert.equal(await auditOn(), true, "the first run turns auditing on");
+      assert.equal(await kernelAuditOn(), true, "the first run turns auditing on");
       const b = new Holder(dir, "if_enabled");
       assert.equal(await b.line(), "held", "a run that only reads it relies on it too");
       assert.equal(await a.release(), "released");
-      assert.equal(await auditOn(), true, "still on while the second run reads denials");
+      assert.equal(await kernelAuditOn(), true, "still on while the second run reads denials");
       assert.equal(await b.release(), "released");
-      assert.equal(await auditOn(), false, "the last run turns it off");
+      assert.equal(await kernelAuditOn(), false, "the last run turns it off");
     }),
 });
 
@@ -135,13 +119,13 @@ Deno.test({
       const a = new Holder(dir, "enable");
       assert.equal(await a.line(), "held");
       await a.kill();
-      assert.equal(await auditOn(), true, "nobody could turn it off");
+      assert.equal(await kernelAuditOn(), true, "nobody could turn it off");
       assert.equal(kernelAuditLeftover(dir), true, "doctor sees the leftover");
 
       // A run that may not turn auditing on does not read the leftover: it turns it off.
       const b = new Holder(dir, "if_enabled");
       assert.equal(await b.line(), "off");
-      assert.equal(await auditOn(), false);
+      assert.equal(await kernelAuditOn(), false);
       assert.equal(kernelAuditLeftover(dir), false);
       await b.release();
 
@@ -152,7 +136,7 @@ Deno.test({
       const d = new Holder(dir, "enable");
       assert.equal(await d.line(), "held");
       assert.equal(await d.release(), "released");
-      assert.equal(await auditOn(), false);
+      assert.equal(await kernelAuditOn(), false);
     }),
 });
 
@@ -162,11 +146,11 @@ Deno.test({
   sanitizeResources: false,
   fn: () =>
     fromAuditOff(async (dir) => {
-      await setAudit(true); // the administrator's `auditctl -e 1`
+      await setKernelAudit(true); // the administrator's `auditctl -e 1`
       const a = new Holder(dir, "enable");
       assert.equal(await a.line(), "held");
       assert.equal(await a.release(), "released");
-      assert.equal(await auditOn(), true);
+      assert.equal(await kernelAuditOn(), true);
       assert.equal(kernelAuditLeftover(dir), false);
       const st = Deno.statSync(dir);
       assert.equal((st.mode ?? 0) & 0o777, 0o700, "the state directory is root-only");
