@@ -42,12 +42,7 @@ export function tunnel(
       upstream.sock.destroy();
       resolve({ up: up.bytes, down: down.bytes });
     }
-    const pipe = (
-      from: StreamReader,
-      to: StreamReader,
-      count: { bytes: number },
-      move: () => Promise<unknown>,
-    ) => {
+    const pipe = (from: StreamReader, to: StreamReader, move: () => Promise<unknown>) => {
       // Half-close: pass the FIN on; a reset, an error or the idle timer ends both.
       move().then(() => to.sock.end(), finish);
       // Finish when both sides closed, or soon after one did.
@@ -86,9 +81,8 @@ export function tunnel(
     pipe(
       client,
       upstream,
-      up,
       watchUp ? () => watched(watchUp) : () => client.pipeTo(upstream.sock, Infinity, idle, up),
     );
-    pipe(upstream, client, down, () => upstream.pipeTo(client.sock, Infinity, idle, down));
+    pipe(upstream, client, () => upstream.pipeTo(client.sock, Infinity, idle, down));
   });
 }
