@@ -13,6 +13,7 @@ import {
   type PolicyProblem,
 } from "../policy/load.ts";
 import {
+  isPresetFile,
   loadTiers,
   mergePresets,
   PRESET_NAMES,
@@ -38,8 +39,9 @@ const USAGE = `Usage:
       access added (+), removed (-) and changed (~) from A to B (exit 0 same, 1 different)
   clawcage policy presets [--json]
       list the presets and tiers
-  clawcage policy presets [--add NAME]... [--tier TIER] [--base FILE] [--json]
-      print the base policy (default: the default policy) with the presets' network entries`;
+  clawcage policy presets [--add NAME|FILE]... [--tier TIER] [--base FILE] [--json]
+      print the base policy (default: the default policy) with the presets' network entries;
+      FILE: a preset file of ours or NemoClaw's (a preset: block and network_policies)`;
 
 interface Parsed {
   positional: string[];
@@ -208,8 +210,12 @@ async function presets(args: string[]): Promise<number> {
     for (const n of tiers[tier as keyof typeof tiers]) if (!names.includes(n)) names.push(n);
   }
   for (const n of names) {
-    if (!(PRESET_NAMES as readonly string[]).includes(n)) {
-      fail(`policy presets: unknown preset ${n} (presets: ${PRESET_NAMES.join(", ")})`);
+    if (!isPresetFile(n) && !(PRESET_NAMES as readonly string[]).includes(n)) {
+      fail(
+        `policy presets: unknown preset ${n} (presets: ${
+          PRESET_NAMES.join(", ")
+        }; or a preset file: a path ending in .yaml)`,
+      );
     }
   }
   const base = one(p, "base", false);

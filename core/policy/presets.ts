@@ -5,7 +5,8 @@
 
 import { isMap, parseDocument, type YAMLMap } from "yaml";
 import { z } from "zod";
-import { parsePolicy, PolicyError } from "./load.ts";
+import { parsePolicy, parseYamlWithSchema, PolicyError } from "./load.ts";
+import { networkPolicies } from "./network.ts";
 import type { Policy } from "./schema.ts";
 
 export const PRESET_NAMES = [
@@ -35,6 +36,42 @@ export function shippedPolicyPath(rel: string): string {
 
 export function isPreset(name: string): name is typeof PRESET_NAMES[number] {
   return (PRESET_NAMES as readonly string[]).includes(name);
+}
+
+/** A preset given as a file rather than a shipped name: a path, or a name ending in .yaml/.yml. */
+export function isPresetFile(name: string): boolean {
+  return name.includes("/") || /\.ya?ml$/.test(name);
+}
+
+/**
+ * A preset file: ours (`version: 1` and `network_policies`) or NemoClaw's (a `preset:` block with
+ * its name and description, `network_policies`, no version). Nothing else may be in it: a
+ * preset only adds network entries.
+ */
+const presetFileSchema = z.strictObject({
+  preset: z.strictObject({ name: z.string().min(1), description: z.string().optional() })
+    .optional(),
+  version: z.literal(1, { message: "version must be 1" }).optional(),
+  network_policies: networkPolicies,
+});
+
+/** Validates a preset file's text (file:line:column errors); returns its entries' names. */
+export function parsePresetFile(text: string, file: string): string[] {
+  return Object.keys(parseYamlWithSchema(text, file, presetFileSchema, "preset").network_policies);
+}
+
+async function presetSource(name: string): Promise<{ text: string; file: string }> {
+  if (!isPresetFile(name)) return { text: await presetText(name), file: `presets/${name}.yaml` };
+  try {
+    return { text: await Deno.readTextFile(name), file: name };
+  } catch (e) {
+    throw new PolicyError([{
+      file: name,
+      line: 0,
+      column: 0,
+      message: `cannot read preset: ${(e as Error).message}`,
+    }]);
+  }
 }
 
 export async function presetText(name: string): Promise<string> {
@@ -78,7 +115,8 @@ export async function loadTiers(): Promise<Tiers> {
 }
 
 /**
- * Adds the network_policies entries of each named preset to the base policy's YAML, keeping
+ * Adds the network_policies entries of each preset (a shipped name, or a preset file of ours or
+ * NemoClaw's) to the base policy's YAML, keeping
  * the base's comments. Throws PolicyError on an unknown preset or when two define the same
  * entry. Returns the merged YAML text, validated.
  */
@@ -99,8 +137,8 @@ export async function mergePresets(
     origin.set(key, baseFile);
   }
   for (const name of names) {
-    const text = await presetText(name);
-    parsePolicy(text, `presets/${name}.yaml`);
+    const { text, file } = await presetSource(name);
+    parsePresetFile(text, file);
     const presetDoc = parseDocument(text);
     const entries = presetDoc.get("network_policies") as YAMLMap;
     for (const pair of entries.items) {
@@ -108,13 +146,13 @@ export async function mergePresets(
       const before = origin.get(key);
       if (before !== undefined) {
         throw new PolicyError([{
-          file: `presets/${name}.yaml`,
+          file,
           line: 0,
           column: 0,
           message: `network_policies entry ${JSON.stringify(key)} is also defined by ${before}`,
         }]);
       }
-      origin.set(key, `presets/${name}.yaml`);
+      origin.set(key, file);
       target.add(pair);
     }
   }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { compilePolicy, decide } from "../../core/policy/decide.ts";
-import { loadPolicyFile, parsePolicy, PolicyError } from "../../core/policy/load.ts";
+import { formatProblem, loadPolicyFile, parsePolicy, PolicyError } from "../../core/policy/load.ts";
+import { join } from "node:path";
+import { cli } from "../helpers/cli.ts";
 import {
   loadPreset,
   loadTiers,
@@ -111,5 +113,56 @@ Deno.test("presets: the healthcare policy keeps PHI local and opens no messaging
   for (const ep of Object.values(p.network_policies).flatMap((e) => e.endpoints)) {
     assert.equal(ep.enforcement, "enforce");
     assert.equal(ep.access, "read-only");
+  }
+});
+
+Deno.test("presets: a preset file in NemoClaw's format (preset: block, no version) merges; other keys are refused", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "clawcage-preset-" });
+  try {
+    const file = join(dir, "weather.yaml");
+    Deno.writeTextFileSync(
+      file,
+      `preset:
+  name: weather
+  description: "Read-only weather API."
+
+network_policies:
+  weather:
+    name: weather
+    endpoints:
+      - host: api.weather.example.com
+        port: 443
+        protocol: rest
+        enforcement: enforce
+        rules:
+          - allow: { method: GET, path: "/v1/**" }
+    binaries:
+      - { path: /usr/bin/curl }
+`,
+    );
+    const base = await Deno.readTextFile(shippedPolicyPath("default.yaml"));
+    const merged = parsePolicy(await mergePresets(base, "default.yaml", [file, "npm"]), "m.yaml");
+    assert.deepEqual(Object.keys(merged.network_policies).sort(), ["npm", "weather"]);
+    assert.equal(merged.network_policies.weather.endpoints[0].host, "api.weather.example.com");
+
+    // A preset only adds network entries: anything else is a positioned error.
+    const bad = join(dir, "bad.yaml");
+    Deno.writeTextFileSync(bad, "network_policies: {}\nfilesystem_policy:\n  read_write: [/]\n");
+    await assert.rejects(
+      mergePresets(base, "default.yaml", [bad]),
+      (e: PolicyError) => {
+        assert.match(
+          formatProblem(e.problems[0]),
+          /bad\.yaml:2:1: unknown key "filesystem_policy"/,
+        );
+        return true;
+      },
+    );
+    // Through the CLI, with a missing file: one line, exit 1.
+    const r = await cli(["policy", "presets", "--add", join(dir, "missing.yaml")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /missing\.yaml:0:0: cannot read preset/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
