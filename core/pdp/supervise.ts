@@ -37,12 +37,19 @@ export interface RunPdp {
   close(): Promise<void>;
 }
 
-/** A fresh 0700 directory for one sandbox's sockets, in a place the sandbox cannot see. */
-export function makeRuntimeDir(isRoot: boolean): string {
+/**
+ * A fresh 0700 directory for one sandbox's sockets, in a place the sandbox cannot see. Named after
+ * the sandbox when given (`<sandbox>.pdp-<random>`, beside the egress proxy's `<sandbox>`
+ * directory), so an operator can tell which run a directory belongs to.
+ */
+export function makeRuntimeDir(isRoot: boolean, sandbox?: string): string {
   const base = isRoot
     ? ROOT_RUNTIME_DIR
     : `${Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp"}/clawcage-${Deno.uid()}`;
-  const dir = `${base}/${randomBytes(16).toString("hex")}`;
+  const named = sandbox !== undefined && /^[A-Za-z0-9_-]{1,64}$/.test(sandbox);
+  const dir = `${base}/${named ? `${sandbox}.pdp-` : ""}${
+    randomBytes(named ? 4 : 16).toString("hex")
+  }`;
   try {
     Deno.mkdirSync(base, { recursive: true, mode: 0o700 });
     Deno.chmodSync(base, 0o700);
@@ -67,7 +74,7 @@ async function readPolicy(file: string): Promise<string> {
 /** Starts the PDP for `clawcage run`. Throws PdpStartError with a one-line reason. */
 export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
   const log = opts.log ?? ((line: string) => console.error(line));
-  const runtimeDir = makeRuntimeDir(Deno.uid() === 0);
+  const runtimeDir = makeRuntimeDir(Deno.uid() === 0, opts.sandbox);
   const audit = (event: AuditEvent) => {
     try {
       opts.audit?.record({ ...event, sandbox: opts.sandbox } as AuditEvent);

@@ -37,6 +37,8 @@ Deno.test(
       const info = Deno.statSync(pdp.runtimeDir);
       assert.equal(info.mode! & 0o777, 0o700);
       if (Deno.uid() === 0) assert.ok(pdp.runtimeDir.startsWith("/run/clawcage/"));
+      // Named after the sandbox, beside the egress proxy's directory of the same run.
+      assert.match(pdp.runtimeDir, /\/test-sandbox\.pdp-[0-9a-f]{8}$/);
       const ask = () =>
         pdp.client.decide({ binary: "/usr/bin/curl", host: "example.net", port: 443 });
       assert.equal((await ask()).verdict, "deny");
