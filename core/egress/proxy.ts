@@ -417,6 +417,11 @@ export class EgressProxy {
     const authority = formatAuthority(target.host, target.port, defaultPort);
     const originTarget = `${path}${query ? `?${query}` : ""}`;
     const who = callerOf(conn.caller);
+    // The WebSocket handshake has no body (RFC 6455 4.1); one would reach the upstream before the
+    // 101, where servers read it as the first frames, unseen by the message rules.
+    if (wantsWebSocket(req) && req.framing.kind !== "none") {
+      throw new HttpParseError(400, "a WebSocket upgrade request must not have a body");
+    }
     const io = { up: 0, down: 0, ip: "" };
     const audit = (d: Decision, status: number) =>
       this.#record({
@@ -627,7 +632,13 @@ export class EgressProxy {
       if (passing) return null;
       for (const ev of scanner.push(chunk)) {
         if ("error" in ev) return closeFrame(1002, `clawcage: ${ev.error}`);
-        if (ev.opcode !== OPCODE.text && ev.opcode !== OPCODE.binary) continue;
+        // Data is whatever carries bytes the rule is about: text, binary and continuation
+        // frames, and ping/pong payloads (up to 125 bytes each, as many as the client likes).
+        // A close frame passes: it ends the connection.
+        const data = ev.opcode === OPCODE.text || ev.opcode === OPCODE.binary ||
+          ev.opcode === OPCODE.continuation ||
+          ((ev.opcode === OPCODE.ping || ev.opcode === OPCODE.pong) && ev.length > 0);
+        if (!data) continue;
         record(d);
         if (stopAll) return closeFrame(1011, "clawcage: audit log unavailable");
         if (d.verdict === "deny") return closeFrame(1008, `clawcage: ${d.reason}`.slice(0, 123));

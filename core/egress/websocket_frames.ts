@@ -17,7 +17,8 @@ export const OPCODE = {
 
 const KNOWN = new Set<number>(Object.values(OPCODE));
 
-export type FrameEvent = { opcode: number } | { error: string };
+/** A frame header: its opcode and payload length; or why the bytes are not client framing. */
+export type FrameEvent = { opcode: number; length: number } | { error: string };
 
 export class ClientFrameScanner {
   /** Header bytes of the frame being read (at most 14). */
@@ -76,7 +77,7 @@ export class ClientFrameScanner {
       return { error: "a control frame that is fragmented or longer than 125 bytes" };
     }
     this.#skip = len;
-    return { opcode };
+    return { opcode, length: len };
   }
 }
 

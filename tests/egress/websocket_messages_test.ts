@@ -85,6 +85,17 @@ network_policies:
       - path: /usr/bin/node
 `;
 
+/** The policy with every endpoint on the upstream's port. */
+function compiledFor(port: number) {
+  return compilePolicy(parsePolicy(
+    POLICY.replaceAll("test,", `test, port: ${port},`).replaceAll(
+      "host: rules.test",
+      `host: rules.test\n        port: ${port}`,
+    ),
+    "ws.yaml",
+  ));
+}
+
 /** Upgrades any GET and keeps every byte that arrives after the head. */
 async function recordingUpstream() {
   const received: Uint8Array[] = [];
@@ -120,15 +131,7 @@ async function withProxy(
   ) => Promise<void>,
 ) {
   const up = await recordingUpstream();
-  const compiled = compilePolicy(
-    parsePolicy(
-      POLICY.replaceAll("test,", `test, port: ${up.port},`).replaceAll(
-        "host: rules.test",
-        `host: rules.test\n        port: ${up.port}`,
-      ),
-      "ws.yaml",
-    ),
-  );
+  const compiled = compiledFor(up.port);
   const audit = new MemoryAudit();
   const proxy = new EgressProxy({
     sandbox: "sb-ws",
@@ -195,7 +198,7 @@ const has = (hay: Buffer, s: string) => hay.includes(Buffer.from(s));
 Deno.test("websocket messages: read-only allows the upgrade only; a message closes it (1008)", async () => {
   const up = await withProxy(async (open, audit) => {
     const c = await open("ro.test");
-    c.sock.write(clientFrame(OPCODE.ping, new Uint8Array([1, 2])));
+    c.sock.write(clientFrame(OPCODE.ping, new Uint8Array(0))); // an empty ping carries nothing
     c.sock.write(text("secret-report"));
     await c.until(() => c.closed);
     assert.equal(c.closed, true);
@@ -253,4 +256,62 @@ Deno.test("websocket messages: deny_rules on a path; unreadable framing closes (
   });
   assert.ok(has(up.bytes(), "to-chat"));
   assert.ok(!has(up.bytes(), "to-admin") && !has(up.bytes(), "unframed"));
+});
+
+Deno.test("websocket messages: under deny, continuation frames and ping/pong payloads are data too", async () => {
+  const enc = (t: string) => new TextEncoder().encode(t);
+  const up = await withProxy(async (open) => {
+    const cases: [string, Uint8Array][] = [
+      ["continuation", clientFrame(OPCODE.continuation, enc("cont-leak"))],
+      ["ping payload", clientFrame(OPCODE.ping, enc("ping-leak"))],
+      ["pong payload", clientFrame(OPCODE.pong, enc("pong-leak"))],
+    ];
+    for (const [what, frame] of cases) {
+      const c = await open("ro.test");
+      c.sock.write(frame);
+      await c.until(() => c.closed);
+      assert.equal(c.closeCode(), 1008, what);
+    }
+  });
+  for (const leak of ["cont-leak", "ping-leak", "pong-leak"]) {
+    assert.ok(!has(up.bytes(), leak), `${leak} reached the upstream`);
+  }
+});
+
+Deno.test("websocket messages: an upgrade request with a body is refused before anything goes up", async () => {
+  // Its own proxy: withProxy's client sends body-less upgrades only.
+  const upstream = await recordingUpstream();
+  const compiled = compiledFor(upstream.port);
+  const proxy = new EgressProxy({
+    sandbox: "sb-ws",
+    decide: (q) => Promise.resolve({ ...decide(compiled, q), allowedIps: ["127.0.0.0/8"] }),
+    resolve: testResolver(),
+  });
+  const dir = Deno.makeTempDirSync({ prefix: "clawcage-ws-" });
+  try {
+    await proxy.listenUnix(`${dir}/p.sock`);
+    const body = text("smuggled-in-body");
+    const authority = `ro.test:${upstream.port}`;
+    const sock = net.connect(`${dir}/p.sock`);
+    await new Promise((r) => sock.once("connect", r));
+    let got = "";
+    sock.on("data", (d) => got += d);
+    sock.write(
+      'CLAWCAGE-CALLER {"pid":7,"exe":"/usr/bin/node","sha256":""}\r\n' +
+        `GET http://${authority}/ws HTTP/1.1\r\nHost: ${authority}\r\nUpgrade: websocket\r\n` +
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+        `Sec-WebSocket-Version: 13\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    sock.write(body);
+    for (let i = 0; i < 300 && !got.includes("\r\n\r\n"); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.match(got, /^HTTP\/1.1 400/);
+    sock.destroy();
+    assert.ok(!has(upstream.bytes(), "smuggled-in-body"));
+  } finally {
+    await proxy.close();
+    await upstream.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
