@@ -187,13 +187,18 @@ export async function runSandbox(plan: StagePlan, hooks: SandboxHooks = {}): Pro
         } catch { /* already gone */ }
       } else if (sig === "SIGTERM") {
         // The stage is PID 1 of its namespace and has no handler yet (still starting): the
-        // kernel would drop the signal. unshare(1) ignores SIGTERM while it waits, so it is
-        // killed, and --kill-child takes the sandbox with it: a SIGTERM during start-up is
-        // never lost, and the run exits as if terminated (143).
+        // kernel would drop the signal. SIGKILL from this (the parent) namespace does reach it
+        // and ends the namespace; unshare(1), which ignores SIGTERM while it waits, is killed
+        // too (a stage it has not forked yet then never runs: --kill-child). Relying on
+        // unshare's death alone would not do: the stage clears its parent-death signal while it
+        // changes uid. A SIGTERM during start-up is never lost; the run exits 143.
         terminatedEarly = true;
-        try {
-          libc.kill(child.pid, signalNumber("SIGKILL"));
-        } catch { /* already gone */ }
+        for (const target of [pid, child.pid]) {
+          if (target === null) continue;
+          try {
+            libc.kill(target, signalNumber("SIGKILL"));
+          } catch { /* already gone */ }
+        }
       }
     };
     Deno.addSignalListener(sig, handler);

@@ -286,7 +286,8 @@ test("a SIGTERM at any moment of start-up stops the run (never lost)", async () 
   // the kernel drops what it is sent) and just after. The agent would run 20 s: a lost SIGTERM
   // shows as a run that outlives the deadline below.
   for (const afterStageMs of [0, 10, 25, 50, 80, 120, 200]) {
-    const argv = selfCommand(sh("sleep 20"));
+    const mark = `20.${afterStageMs}4242`; // this run's agent, findable in /proc
+    const argv = selfCommand(sh(`sleep ${mark}`));
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),
       stdout: "piped",
@@ -311,5 +312,19 @@ test("a SIGTERM at any moment of start-up stops the run (never lost)", async () 
       status.code === 143 || status.signal === "SIGTERM",
       `${afterStageMs} ms: ${JSON.stringify(status)} ${new TextDecoder().decode(status.stderr)}`,
     );
+    // Nothing of the sandbox outlives the run (the stage, killed early, takes the agent along).
+    let left: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      left = Deno.readDirSync("/proc").toArray().filter((e) => /^\d+$/.test(e.name)).filter((e) => {
+        try {
+          return Deno.readTextFileSync(`/proc/${e.name}/cmdline`).includes(mark);
+        } catch {
+          return false;
+        }
+      }).map((e) => e.name);
+      if (left.length === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(left, [], `${afterStageMs} ms: processes left behind`);
   }
 });
