@@ -69,7 +69,9 @@ export class InspectionCa {
   /** Generates a fresh CA named for the sandbox. Its private key is not extractable from here. */
   static async create(sandbox: string): Promise<InspectionCa> {
     const caKeys = await p256();
-    caKeys.pkcs8.fill(0); // only the non-extractable WebCrypto key is kept
+    // Only the non-extractable WebCrypto key is kept; this copy is zeroed (node's KeyObject that
+    // produced it lingers in the supervisor's heap until collected: memory only, never written).
+    caKeys.pkcs8.fill(0);
     const now = Date.now();
     const name = {
       cn: `clawcage inspection CA (${sandbox.replace(/[,+="<>#;\\]/g, "_")})`,

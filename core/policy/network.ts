@@ -122,7 +122,9 @@ export function matchesEveryProgram(glob: string): boolean {
 export const binaryRef = z.strictObject({
   path: binaryGlob,
   /** OpenShell: deprecated and ignored (kept so such policies load; warnings.ts says so). */
-  harness: z.unknown().optional(),
+  harness: z.union([z.string(), z.boolean(), z.number()], {
+    message: "harness must be a string, number or boolean (it is ignored)",
+  }).optional(),
 });
 
 /** Why `host` is not an acceptable endpoint host, or null. Accepts IP literals. */

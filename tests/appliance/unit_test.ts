@@ -55,6 +55,11 @@ Deno.test("unit: the settings the design relies on are present", () => {
     "ProtectHostname breaks sethostname in the stage",
   );
   assert.deepEqual(setting("MemoryDenyWriteExecute"), [], "breaks V8's JIT");
+  assert.deepEqual(
+    setting("RuntimeDirectoryPreserve"),
+    ["yes"],
+    "/run/clawcage/kernel-audit must outlive a service restart",
+  );
   assert.match(unitText, /^#\s+LoadCredential=/m);
   assert.deepEqual(setting("ExecStart"), [
     "/usr/local/bin/clawcage service --config /etc/clawcage/clawcage.yaml",

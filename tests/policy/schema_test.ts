@@ -390,3 +390,13 @@ network_policies:
     "skip and passthrough (= none) still disagree",
   );
 });
+
+Deno.test("schema: a binary's harness must be a scalar (it is ignored)", () => {
+  const [line] = problems(
+    withEndpoint(
+      "host: a.example.com\nport: 443",
+      "      - path: /usr/bin/curl\n        harness: {a: 1}",
+    ),
+  );
+  assert.match(line, /harness must be a string, number or boolean/);
+});
