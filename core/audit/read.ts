@@ -31,8 +31,10 @@ export interface LocatedRecord {
 const decoder = new TextDecoder();
 
 /**
- * The logs at `path`: a log directory or one segment file (itself), or a directory whose
- * subdirectories are logs, one per writer (e.g. one per agent of `clawcage service`).
+ * The logs at `path`: one segment file (itself), a log directory, and the logs in its
+ * subdirectories, one per writer (e.g. one per agent of `clawcage service`). The default audit
+ * directory can be both: `clawcage run`'s log, with the service's agents' logs below it. A
+ * directory that is a log comes first.
  */
 export function logsAt(path: string): string[] {
   let info: Deno.FileInfo;
@@ -43,14 +45,14 @@ export function logsAt(path: string): string[] {
   }
   if (!info.isDirectory) return [path];
   try {
-    if (listSegments(path).length > 0) return [path];
+    const own = listSegments(path).length > 0;
     const subs: string[] = [];
     for (const e of Deno.readDirSync(path)) {
       if (e.isDirectory && listSegments(join(path, e.name)).length > 0) {
         subs.push(join(path, e.name));
       }
     }
-    return subs.length > 0 ? subs.sort() : [path];
+    return own || subs.length === 0 ? [path, ...subs.sort()] : subs.sort();
   } catch (e) {
     throw new AuditReadError(`cannot list audit log ${path}: ${(e as Error).message}`);
   }

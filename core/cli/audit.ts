@@ -258,8 +258,16 @@ async function tailCommand(args: string[]): Promise<number> {
   try {
     const logs = logsAt(path);
     if (values.follow && logs.length > 1) {
-      throw new UsageError(
-        `tail -f follows one log; ${path} holds ${logs.length}: ${logs.join(", ")}`,
+      // A log with other logs below it (the default directory: clawcage run's log and the
+      // service's agents' logs) follows its own; a directory of logs names them.
+      if (logs[0] !== path) {
+        throw new UsageError(
+          `tail -f follows one log; ${path} holds ${logs.length}: ${logs.join(", ")}`,
+        );
+      }
+      console.error(
+        `clawcage: audit: following ${path}; the logs below it are not followed: ` +
+          logs.slice(1).join(", "),
       );
     }
     const last: AuditRecord[] = [];

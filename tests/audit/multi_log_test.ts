@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { AuditLog } from "../../core/audit/writer.ts";
+import { logsAt, readRecords } from "../../core/audit/read.ts";
+import { countDenials } from "../../core/service/denials.ts";
 import { cli } from "../helpers/cli.ts";
 import { sandboxSkipReason } from "../helpers/host.ts";
 import { cleanup, httpEvent, readLines, tempLog, writeLines } from "./helpers.ts";
@@ -80,4 +82,36 @@ Deno.test({
       cleanup(t);
     }
   },
+});
+
+Deno.test("audit multi-log: a log with agents' logs below it (the default directory) counts as all of them", async () => {
+  const t = tempLog();
+  try {
+    // clawcage run's log in the root, a service agent's log below it.
+    const top = await AuditLog.open(t.dir, { keyDir: t.keyDir });
+    const agent = await AuditLog.open(join(t.dir, "agent-a"), { keyDir: t.keyDir });
+    for (let i = 0; i < 6; i++) {
+      (i % 2 ? agent : top).record({ ...httpEvent(i), sandbox: i % 2 ? "agent" : "run" });
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await top.close();
+    await agent.close();
+    assert.deepEqual(logsAt(t.dir), [t.dir, join(t.dir, "agent-a")]);
+    const v = await cli(["audit", "verify", "--key", t.keyFile, t.dir]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    assert.equal(v.stdout.trim().split("\n").filter((l) => l.startsWith("intact")).length, 2);
+    const q = await cli(["audit", "query", "--json", t.dir]);
+    const urls = q.stdout.trim().split("\n").map((l) => JSON.parse(l).event.http.url);
+    assert.deepEqual(urls, Array.from({ length: 6 }, (_, i) => httpEvent(i).http.url));
+    // The service's denial count sees the agents' logs too.
+    const since = Date.now() - 3600_000;
+    const denials = countDenials(t.dir, since);
+    const expected = [...readRecords(t.dir)].filter((r) =>
+      "decision" in r.record.event && r.record.event.decision === "deny"
+    ).length;
+    assert.ok(expected >= 2, `${expected} denials`); // httpEvent(0) and httpEvent(5)
+    assert.equal(denials.count, expected);
+  } finally {
+    cleanup(t);
+  }
 });
