@@ -14,6 +14,9 @@ import type { AuditSettings } from "./settings.ts";
 import { AuditFailedError, AuditLockedError, AuditOpenError } from "./writer.ts";
 import { trace } from "../start_trace.ts";
 
+/** How many runs may write below the default log directory at once (it and `_run-2` ...). */
+export const MAX_CONCURRENT_DEFAULT_LOGS = 16;
+
 /** Exit status of `clawcage run` when the audit trail failed (as for other setup failures). */
 export const AUDIT_FAILED_EXIT = 125;
 
@@ -112,14 +115,28 @@ export class RunAudit {
     const stop = new Promise<string>((r) => (stopNow = r));
     let self: RunAudit | null = null;
     let session: AuditSession;
+    let dir = settings.dir;
     try {
-      session = await AuditSession.open(settings, {
-        sandbox,
-        onFailure: (reason) => {
-          if (self) self.#failure ??= reason;
-          stopNow(reason);
-        },
-      });
+      for (let slot = 1;; slot++) {
+        // The default log has one writer at a time; runs alongside it each take the first free
+        // log of their own below it (`_run-2`, ...: no service agent name starts with "_"),
+        // which the readers take together with it. Each keeps its own chain across runs.
+        dir = slot === 1 ? settings.dir : join(settings.dir, `_run-${slot}`);
+        try {
+          session = await AuditSession.open({ ...settings, dir }, {
+            sandbox,
+            onFailure: (reason) => {
+              if (self) self.#failure ??= reason;
+              stopNow(reason);
+            },
+          });
+          break;
+        } catch (e) {
+          const next = e instanceof AuditLockedError && settings.defaultDir &&
+            slot < MAX_CONCURRENT_DEFAULT_LOGS;
+          if (!next) throw e;
+        }
+      }
     } catch (e) {
       if (!(e instanceof AuditOpenError)) throw e;
       throw new AuditSetupError(
@@ -197,7 +214,7 @@ export class RunAudit {
       // Nothing runs before the trail shows that it will.
       await session.flush();
       if (info.verbose) {
-        console.error(`clawcage: audit: ${settings.dir} (sandbox ${sandbox})`);
+        console.error(`clawcage: audit: ${dir} (sandbox ${sandbox})`);
         if (denials) console.error(`clawcage: audit: note: ${denials}`);
         if (execs) console.error(`clawcage: audit: note: ${execs}`);
       }

@@ -10,6 +10,11 @@ import type { AuditLogOptions } from "./writer.ts";
 export interface AuditSettings {
   enabled: boolean;
   dir: string;
+  /**
+   * `dir` is the default (no --audit-dir, no audit.log_dir): a second run at the same time may
+   * then write a log of its own below it (see RunAudit.open) instead of being refused.
+   */
+  defaultDir: boolean;
   keyDir: string;
   writer: Omit<AuditLogOptions, "onFailure" | "keyDir">;
   kernelDenials: AuditPolicy["kernel_denials"];
@@ -33,6 +38,7 @@ export function auditSettings(
   return {
     enabled: a.enabled && !overrides.disabled,
     dir: resolve(overrides.dir ?? a.log_dir ?? defaultAuditDir()),
+    defaultDir: overrides.dir === undefined && a.log_dir === undefined,
     keyDir: resolve(a.key_dir ?? defaultKeyDir()),
     writer: {
       fsync: a.fsync === "batched" ? { intervalMs: a.fsync_interval_ms } : a.fsync,

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { AuditRecord, ProcessActivity } from "../../core/audit/events.ts";
-import { readRecords } from "../../core/audit/read.ts";
+import { logsAt, readRecords } from "../../core/audit/read.ts";
 import { verifyLog } from "../../core/audit/verify.ts";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { cli } from "../helpers/cli.ts";
@@ -277,6 +277,65 @@ test("two runs at once on one log: the second is refused and told how to run sev
     const done = await first.output();
     assert.equal(done.code, 0, new TextDecoder().decode(done.stderr));
     Deno.removeSync(e.root, { recursive: true });
+  }
+});
+
+test("two runs at once on the default log: the second writes a log of its own below it", async () => {
+  // No audit section: the default log and key directories, as a plain `clawcage run` uses them.
+  const policy = Deno.makeTempFileSync({ suffix: ".yaml" });
+  Deno.writeTextFileSync(
+    policy,
+    "version: 1\nfilesystem_policy:\n  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]\n" +
+      "process:\n  run_as_user: nobody\n",
+  );
+  const argv = selfCommand([
+    "run",
+    "-p",
+    policy,
+    "-w",
+    "/tmp",
+    "--",
+    "/bin/sh",
+    "-c",
+    "echo started; sleep 3",
+  ]);
+  const first = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const auditDir = (stderr: string) =>
+    /clawcage: audit: (\S+) \(sandbox (sb-[0-9a-f]+)\)/.exec(stderr);
+  try {
+    const reader = first.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    assert.equal(new TextDecoder().decode(value), "started\n");
+    const second = await cli([
+      "run",
+      "-p",
+      policy,
+      "-w",
+      "/tmp",
+      "--",
+      "/bin/sh",
+      "-c",
+      "echo ran",
+    ]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(second.stdout, "ran\n");
+    const [, dir, sandbox] = auditDir(second.stderr) ?? [];
+    assert.match(dir ?? "", /\/_run-\d+$/, second.stderr);
+    // Its log holds its run, and the readers of the default directory see it.
+    const own = records(dir).filter((r) => "sandbox" in r.event && r.event.sandbox === sandbox);
+    assert.ok(own.some((r) => r.event.class === "process"), JSON.stringify(own.slice(0, 2)));
+    const root = dir.replace(/\/_run-\d+$/, "");
+    assert.ok(logsAt(root).includes(dir), `${dir} not among ${logsAt(root).join(", ")}`);
+  } finally {
+    const done = await first.output();
+    assert.equal(done.code, 0, new TextDecoder().decode(done.stderr));
+    Deno.removeSync(policy);
   }
 });
 
