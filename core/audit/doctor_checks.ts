@@ -69,6 +69,14 @@ function logCheck(s: AuditSettings): AuditCheck {
   try {
     if (Deno.statSync(s.dir).isDirectory) {
       const lock = tryLockExclusive(join(s.dir, LOCK_FILE));
+      if (!lock && s.defaultDir) {
+        // Runs alongside it write their own logs below it (RunAudit.open): nothing to fix.
+        return {
+          ...c,
+          detail: `${c.detail}; in use by a running clawcage (another run now writes its own ` +
+            `log below it)`,
+        };
+      }
       if (!lock) {
         return {
           ...c,
