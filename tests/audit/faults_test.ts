@@ -10,11 +10,10 @@ import { readRecords } from "../../core/audit/read.ts";
 import { verifyLog } from "../../core/audit/verify.ts";
 import { AuditFailedError, AuditLog } from "../../core/audit/writer.ts";
 import { selfCommand } from "../../core/self.ts";
-import { AuditSocket } from "../../ffi/audit_netlink.ts";
-import { kernelAuditOn } from "../../core/audit/kernel_audit_lease.ts";
+import { kernelAuditOn, setKernelAudit } from "../../core/audit/kernel_audit_lease.ts";
 import { cli } from "../helpers/cli.ts";
 import { isRoot, landlockAbi, sandboxSkipReason } from "../helpers/host.ts";
-import { cleanup, httpEvent, tempLog } from "./helpers.ts";
+import { cleanup, httpEvent, kernelAuditProblem, tempLog } from "./helpers.ts";
 
 const run = (args: string[]) => new Deno.Command(args[0], { args: args.slice(1) }).outputSync();
 
@@ -98,29 +97,17 @@ Deno.test({
 async function kernelAuditUsable(): Promise<string | null> {
   if (sandboxSkipReason()) return sandboxSkipReason();
   if (landlockAbi < 7) return "Landlock ABI 7 (denial records) missing";
-  try {
-    const s = AuditSocket.open(0);
-    try {
-      await s.status();
-    } finally {
-      s.close();
-    }
-  } catch (e) {
-    return `kernel audit netlink unusable: ${(e as Error).message}`;
-  }
-  return null;
+  return await kernelAuditProblem();
 }
 const noDenials = await kernelAuditUsable();
 
 /** Puts the host's kernel audit setting back should the test fail half-way. */
 async function restoreKernelAudit<T>(fn: () => Promise<T>): Promise<T> {
-  const s = AuditSocket.open(0);
-  const was = (await s.status()).enabled;
+  const was = await kernelAuditOn();
   try {
     return await fn();
   } finally {
-    if (was === 0 && (await s.status()).enabled !== 0) await s.setEnabled(false);
-    s.close();
+    if (!was && await kernelAuditOn()) await setKernelAudit(false);
   }
 }
 

@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import type { HttpActivity } from "../../core/audit/events.ts";
 import { AuditLog, type AuditLogOptions } from "../../core/audit/writer.ts";
+import { kernelAuditOn } from "../../core/audit/kernel_audit_lease.ts";
 
 export interface TempLog {
   root: string;
@@ -57,4 +58,15 @@ export function writeLines(path: string, lines: string[]): void {
 
 export function cleanup(t: TempLog): void {
   Deno.removeSync(t.root, { recursive: true });
+}
+
+/** Why kernel auditing cannot be read and set here (root and an audit netlink socket), or null. */
+export async function kernelAuditProblem(): Promise<string | null> {
+  if (Deno.uid() !== 0) return "needs root (CAP_AUDIT_CONTROL)";
+  try {
+    await kernelAuditOn();
+  } catch (e) {
+    return `kernel audit netlink unusable: ${(e as Error).message}`;
+  }
+  return null;
 }

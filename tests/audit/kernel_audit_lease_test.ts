@@ -3,7 +3,6 @@
 // kernel audit state, real processes (root and an audit netlink socket needed).
 
 import assert from "node:assert/strict";
-import { AuditSocket } from "../../ffi/audit_netlink.ts";
 import {
   KERNEL_AUDIT_STATE_DIR,
   kernelAuditLeftover,
@@ -11,22 +10,9 @@ import {
   setKernelAudit,
 } from "../../core/audit/kernel_audit_lease.ts";
 import { cli } from "../helpers/cli.ts";
+import { kernelAuditProblem } from "./helpers.ts";
 
-async function auditSocketReason(): Promise<string | null> {
-  if (Deno.uid() !== 0) return "needs root (CAP_AUDIT_CONTROL)";
-  try {
-    const s = AuditSocket.open(0);
-    try {
-      await s.status();
-    } finally {
-      s.close();
-    }
-  } catch (e) {
-    return `kernel audit netlink unusable: ${(e as Error).message}`;
-  }
-  return null;
-}
-const skip = await auditSocketReason();
+const skip = await kernelAuditProblem();
 if (skip) console.log(`kernel audit lease tests skipped: ${skip}`);
 
 /** Runs fn with kernel auditing off at the start and puts the host's setting back after. */
