@@ -239,32 +239,35 @@ test("the log held by another writer: the agent does not start (exit 125)", asyn
   }
 });
 
-test("two runs at once on one log: the second is refused and told how to run several", async () => {
-  const e = setup();
-  // The first run's agent says it started (its writer holds the log) and waits for the second.
-  const argv = selfCommand([
-    "run",
-    "-q",
-    "-p",
-    e.policy,
-    "-w",
-    "/tmp",
-    "--",
-    "/bin/sh",
-    "-c",
-    "echo started; sleep 3",
-  ]);
-  const first = new Deno.Command(argv[0], {
+/**
+ * A `clawcage run` (with `options`) whose agent has said it started, so its writer holds its log;
+ * the agent waits 3 s for what the test does meanwhile.
+ */
+async function startedRun(options: string[]): Promise<Deno.ChildProcess> {
+  const argv = selfCommand(
+    ["run", ...options, "-w", "/tmp", "--", "/bin/sh", "-c", "echo started; sleep 3"],
+  );
+  const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  if (new TextDecoder().decode(value) !== "started\n") {
+    child.kill("SIGKILL");
+    const out = await child.output();
+    assert.fail(`the first run did not start: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return child;
+}
+
+test("two runs at once on one log: the second is refused and told how to run several", async () => {
+  const e = setup();
+  const first = await startedRun(["-q", "-p", e.policy]);
   try {
-    const reader = first.stdout.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    assert.equal(new TextDecoder().decode(value), "started\n");
     const second = await run(e, "echo ran", ["-q"]);
     assert.equal(second.code, 125, second.stderr);
     assert.equal(second.stdout, "", "the second agent did not start");
@@ -288,30 +291,10 @@ test("two runs at once on the default log: the second writes a log of its own be
     "version: 1\nfilesystem_policy:\n  read_only: [/usr, /bin, /lib, /lib64, /etc, /proc]\n" +
       "process:\n  run_as_user: nobody\n",
   );
-  const argv = selfCommand([
-    "run",
-    "-p",
-    policy,
-    "-w",
-    "/tmp",
-    "--",
-    "/bin/sh",
-    "-c",
-    "echo started; sleep 3",
-  ]);
-  const first = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const first = await startedRun(["-p", policy]);
   const auditDir = (stderr: string) =>
     /clawcage: audit: (\S+) \(sandbox (sb-[0-9a-f]+)\)/.exec(stderr);
   try {
-    const reader = first.stdout.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    assert.equal(new TextDecoder().decode(value), "started\n");
     const second = await cli([
       "run",
       "-p",
