@@ -23,11 +23,10 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { InspectionCa } from "../../core/egress/ca.ts";
-import { EgressProxy } from "../../core/egress/proxy.ts";
 import { AuditLog } from "../../core/audit/writer.ts";
 import { upstreamPki } from "../../tests/egress/helpers.ts";
 import { machineLine, percentile, which } from "./common.ts";
+import { benchProxy, cpuSeconds, readMatch } from "./egress_common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -77,28 +76,16 @@ async function upstreamRole(dir: string): Promise<void> {
   await new Promise(() => {});
 }
 
-/** Role: our proxy. Allows everything on 127.0.0.0/8; inspects the HTTPS upstream's port. */
+/** Role: our proxy (benchProxy). */
 async function proxyRole(dir: string, httpsPort: number): Promise<void> {
-  const pki = JSON.parse(Deno.readTextFileSync(join(dir, "pki.json")));
-  const ca = await InspectionCa.create("bench");
-  if (!values.audit) ca.writeCert(dir); // the inspected-HTTPS path uses the first proxy's CA
   // With --audit DIR: every connection and request goes to a real audit log (default fsync).
   const log = values.audit
     ? await AuditLog.open(join(values.audit, "log"), { keyDir: join(values.audit, "key") })
     : null;
-  const proxy = new EgressProxy({
+  // The inspected-HTTPS path uses the first proxy's CA.
+  const proxy = await benchProxy(dir, httpsPort, {
+    writeCa: !values.audit,
     ...(log ? { audit: log } : {}),
-    sandbox: "bench",
-    decide: (q) =>
-      Promise.resolve({
-        verdict: "allow",
-        reason: "bench",
-        inspect: q.port === httpsPort,
-        tlsSkip: false,
-        allowedIps: ["127.0.0.0/8"],
-      }),
-    resolve: () => Promise.resolve(["127.0.0.1"]),
-    inspection: { ca, upstreamCa: [pki.caPem] },
   });
   console.log(`PORT ${await proxy.listenTcp()}`);
   await new Promise(() => {});
@@ -111,24 +98,6 @@ if (values.role === "upstream") {
 if (values.role === "proxy") await proxyRole(values.dir!, Number(values["https-port"]));
 
 // ---- the measuring process ----
-
-async function readMatch(
-  stream: ReadableStream<Uint8Array>,
-  re: RegExp,
-): Promise<RegExpMatchArray> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    const m = buf.match(re);
-    if (m) {
-      reader.releaseLock();
-      return m;
-    }
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`process ended before printing ${re}: ${buf}`);
-    buf += value;
-  }
-}
 
 /** A minimal keep-alive HTTP/1.1 client on one socket (responses carry Content-Length). */
 class Client {
@@ -220,13 +189,6 @@ interface Path {
   relay?: { pid: number; children?: boolean };
 }
 
-/** CPU seconds (user + system, and reaped children's with `children`) a process used so far. */
-function cpuSeconds(r: { pid: number; children?: boolean }): number {
-  const stat = Deno.readTextFileSync(`/proc/${r.pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
-  return (f[11] + f[12] + (r.children ? f[13] + f[14] : 0)) / 100;
-}
-
 async function latency(p: Path, n: number): Promise<{ p50: number; p99: number }> {
   const { client, target, host } = await p.open();
   const times: number[] = [];
@@ -253,7 +215,7 @@ async function throughput(
   let best = 0;
   const cpu: number[] = [];
   for (let i = 0; i < 3; i++) {
-    const before = relay ? cpuSeconds(relay) : 0;
+    const before = relay ? cpuSeconds(relay.pid, relay.children) : 0;
     const out = await new Deno.Command("curl", {
       args: ["-sS", "-o", "/dev/null", "-w", "%{size_download} %{speed_download}", ...args],
       stdout: "piped",
@@ -269,7 +231,7 @@ async function throughput(
     if (relay) {
       // socat's child is reaped (its time lands in cutime) just after the connection closes.
       if (relay.children) await new Promise((r) => setTimeout(r, 100));
-      cpu.push((cpuSeconds(relay) - before) / (bytes / (1 << 30)));
+      cpu.push((cpuSeconds(relay.pid, relay.children) - before) / (bytes / (1 << 30)));
     }
   }
   return { mibs: best, cpu: cpu.length ? cpu.sort((a, b) => a - b)[1] : NaN };

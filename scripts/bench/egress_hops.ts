@@ -20,11 +20,10 @@
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { InspectionCa } from "../../core/egress/ca.ts";
-import { EgressProxy } from "../../core/egress/proxy.ts";
 import { serveBridge } from "../../core/sandbox/bridge.ts";
 import { upstreamPki } from "../../tests/egress/helpers.ts";
 import { machineLine, which } from "./common.ts";
+import { benchProxy, cpuSeconds, readMatch } from "./egress_common.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -115,22 +114,7 @@ async function upstreamRole(dir: string): Promise<never> {
 }
 
 async function proxyRole(dir: string, httpsPort: number): Promise<never> {
-  const pki = JSON.parse(Deno.readTextFileSync(join(dir, "pki.json")));
-  const ca = await InspectionCa.create("bench");
-  ca.writeCert(dir);
-  const proxy = new EgressProxy({
-    sandbox: "bench",
-    decide: (q) =>
-      Promise.resolve({
-        verdict: "allow",
-        reason: "bench",
-        inspect: q.port === httpsPort,
-        tlsSkip: false,
-        allowedIps: ["127.0.0.0/8"],
-      }),
-    resolve: () => Promise.resolve(["127.0.0.1"]),
-    inspection: { ca, upstreamCa: [pki.caPem] },
-  });
+  const proxy = await benchProxy(dir, httpsPort, { writeCa: true });
   await proxy.listenUnix(join(dir, "proxy.sock"));
   console.log(`PORT ${await proxy.listenTcp()}`);
   return await new Promise<never>(() => {});
@@ -155,28 +139,6 @@ if (values.role === "proxy") await proxyRole(values.dir!, Number(values["https-p
 if (values.role === "bridge") await bridgeRole(values.to!);
 
 // ---- the measuring process ----
-
-async function readMatch(stream: ReadableStream<Uint8Array>, re: RegExp) {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    const m = buf.match(re);
-    if (m) {
-      reader.releaseLock();
-      return m;
-    }
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`process ended before printing ${re}: ${buf}`);
-    buf += value;
-  }
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
 
 async function curl(args: string[], bytes: number): Promise<{ mibs: number; secs: number }> {
   const out = await new Deno.Command("curl", {
