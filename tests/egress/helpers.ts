@@ -10,10 +10,13 @@
 
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
+import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
+import { join } from "node:path";
 import type { Decision, DecisionRequest } from "../../core/policy/decision.ts";
 import { InspectionCa } from "../../core/egress/ca.ts";
 import { type AuditSink, EgressProxy, type EgressProxyOptions } from "../../core/egress/proxy.ts";
@@ -343,3 +346,26 @@ export const hasCurl = (() => {
     return false;
   }
 })();
+
+/** Hex SHA-256 of `b`. */
+export const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/**
+ * curl (with `options`, e.g. the proxy) downloads each URL to a file, at most `maxTimeS`
+ * seconds; returns the SHA-256 of each body, in order. curl failing fails the test.
+ */
+export async function curlSha(options: string[], urls: string[], maxTimeS = 30): Promise<string[]> {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const outs = urls.flatMap((u, i) => ["-o", join(dir, `out${i}`), u]);
+    const r = await new Deno.Command("curl", {
+      args: ["-sS", "--fail", "--max-time", String(maxTimeS), ...options, ...outs],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    return urls.map((_, i) => sha(Deno.readFileSync(join(dir, `out${i}`))));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}

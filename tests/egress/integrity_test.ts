@@ -3,37 +3,19 @@
 // inspected HTTPS, checked by SHA-256 against the upstream's deterministic pseudo-random body.
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { join } from "node:path";
 import {
+  curlSha,
   hasCurl,
   httpsUpstream,
   httpUpstream,
   randomBytesFor,
+  sha,
   startProxy,
   testInspectionCa,
   upstreamPki,
 } from "./helpers.ts";
 
 const N = 3 * 1024 * 1024 + 17;
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
-async function curlSha(args: string[]): Promise<string[]> {
-  const dir = Deno.makeTempDirSync();
-  try {
-    const urls = args.filter((a) => a.includes("/random?"));
-    const outs = urls.flatMap((_, i) => ["-o", join(dir, `out${i}`)]);
-    const r = await new Deno.Command("curl", {
-      args: ["-sS", "--fail", "--max-time", "30", ...outs, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-    return urls.map((_, i) => sha(Deno.readFileSync(join(dir, `out${i}`))));
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-}
 
 Deno.test({
   name: "integrity: plain HTTP keep-alive, CONNECT tunnel and inspected HTTPS deliver exact bytes",
@@ -54,13 +36,13 @@ Deno.test({
     try {
       const u1 = `http://data.test:${plain.port}/random?n=${N}&seed=7`;
       const u2 = `http://data.test:${plain.port}/random?n=${N + 1}&seed=9`;
-      assert.deepEqual(await curlSha(["-x", p.url, u1, u2]), [want1, want2]);
+      assert.deepEqual(await curlSha(["-x", p.url], [u1, u2]), [want1, want2]);
       const opens = p.audit.events.filter((e) => e.class === "network" && e.activity === "open");
       assert.equal(opens.length, 1, "both bodies on one upstream connection");
-      assert.deepEqual(await curlSha(["-p", "-x", p.url, u1]), [want1]);
+      assert.deepEqual(await curlSha(["-p", "-x", p.url], [u1]), [want1]);
       const s1 = `https://data.test:${secure.port}/random?n=${N}&seed=7`;
       const s2 = `https://data.test:${secure.port}/random?n=${N + 1}&seed=9`;
-      assert.deepEqual(await curlSha(["--cacert", caFile, "-x", p.url, s1, s2]), [want1, want2]);
+      assert.deepEqual(await curlSha(["--cacert", caFile, "-x", p.url], [s1, s2]), [want1, want2]);
     } finally {
       await p.close();
       await plain.close();

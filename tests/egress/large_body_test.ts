@@ -8,17 +8,23 @@
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as net from "node:net";
 import { join } from "node:path";
 import { IdleTimer } from "../../core/egress/idle.ts";
 import { serveBridge } from "../../core/sandbox/bridge.ts";
-import { hasCurl, randomBytesFor, startProxy, testInspectionCa, upstreamPki } from "./helpers.ts";
+import {
+  curlSha as curlShaOf,
+  hasCurl,
+  randomBytesFor,
+  sha,
+  startProxy,
+  testInspectionCa,
+  upstreamPki,
+} from "./helpers.ts";
 
 const MB = 1024 * 1024;
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 /** Chunk sizes for chunked bodies, cycled: tiny, odd, and larger than one socket read. */
 const CHUNKS = [1, 7, 4096, 65_537, 300_001, 2, 1_048_576 + 3];
 
@@ -84,22 +90,8 @@ async function bodyServer(tls?: { cert: string; key: string }): Promise<BodyServ
   };
 }
 
-/** curl downloads each URL to a file; returns the SHA-256 of each body. */
-async function curlSha(args: string[], urls: string[]): Promise<string[]> {
-  const dir = Deno.makeTempDirSync();
-  try {
-    const outs = urls.flatMap((u, i) => ["-o", join(dir, `out${i}`), u]);
-    const r = await new Deno.Command("curl", {
-      args: ["-sS", "--fail", "--max-time", "60", ...args, ...outs],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-    return urls.map((_, i) => sha(Deno.readFileSync(join(dir, `out${i}`))));
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
-}
+/** Large bodies take longer than the default limit on a loaded machine. */
+const curlSha = (options: string[], urls: string[]) => curlShaOf(options, urls, 60);
 
 const N = 24 * MB + 11;
 
