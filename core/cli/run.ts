@@ -2,7 +2,7 @@
 
 import { parseArgs } from "node:util";
 import { policyWarnings } from "../policy/warnings.ts";
-import { loadPolicyFile, parsePolicy, PolicyError } from "../policy/load.ts";
+import { parsePolicy, PolicyError, readPolicyFile } from "../policy/load.ts";
 import { CredentialError, loadCredentials } from "../policy/credentials.ts";
 import { CredentialStore } from "../egress/placeholders.ts";
 import { buildPlan, callerIdentityProblem, PlanError } from "../sandbox/plan.ts";
@@ -101,7 +101,10 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const policyPath = values.policy ?? embeddedPolicyPath("default.yaml");
   try {
-    const policy = await loadPolicyFile(policyPath);
+    // Read once: the plan, the audit record's hash and the PDP all get this version.
+    const policyBytes = await readPolicyFile(policyPath);
+    const policyText = new TextDecoder().decode(policyBytes);
+    const policy = parsePolicy(policyText, policyPath);
     trace("policy loaded");
     // Settings that load (as in OpenShell) but restrict less than they read are said every time.
     for (const w of policyWarnings(policy)) {
@@ -128,7 +131,7 @@ export async function runCommand(args: string[]): Promise<number> {
     if (settings.enabled) protectAuditDirs(plan, settings);
     const audit = await RunAudit.open(settings, {
       policyPath,
-      policySha256: await sha256File(policyPath),
+      policySha256: await sha256Hex(policyBytes),
       plan,
       // Every run routes the agent's traffic through the egress proxy (started below).
       layers: (describeLayers(plan).replace(/ user \S+/, "").match(/[a-z-]+\([^)]*\)/g) ?? [])
@@ -147,6 +150,7 @@ export async function runCommand(args: string[]): Promise<number> {
     const stopStart = new AbortController();
     const pdp = startRunPdp({
       policyFile: policyPath,
+      policy: { text: policyText, parsed: policy },
       sandbox: recorder.sandbox,
       audit: auditSink,
       signal: stopStart.signal,
@@ -282,8 +286,7 @@ export async function runCommand(args: string[]): Promise<number> {
   }
 }
 
-async function sha256File(path: string): Promise<string> {
-  const bytes = await Deno.readFile(path);
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes);
   return Buffer.from(digest).toString("hex");
 }

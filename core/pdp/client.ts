@@ -7,6 +7,7 @@
 import { cloexecFrom } from "../../ffi/libc.ts";
 import type { Decision, DecisionRequest } from "../policy/decision.ts";
 import { parsePolicy } from "../policy/load.ts";
+import type { Policy } from "../policy/schema.ts";
 import { selfCommand, selfEnv } from "../self.ts";
 import { trace } from "../start_trace.ts";
 import {
@@ -24,6 +25,8 @@ export interface PdpClientOptions {
   /** Policy text and the file name used in its error messages. */
   policyText: string;
   policyFile: string;
+  /** `policyText` already parsed and validated by the caller (not parsed again). */
+  policy?: Policy;
   /** A 0700 directory only the supervisor can reach; the socket is created in it. */
   runtimeDir: string;
   /** How long a decision may take before it is denied and the PDP restarted (default 200). */
@@ -72,8 +75,8 @@ const encoder = new TextEncoder();
  * What the PDP is sent: the policy parsed and validated here (errors carry file:line:column),
  * as JSON. The PDP only compiles it (core/pdp/main.ts). Throws an Error with the message.
  */
-export function policyWire(text: string, file: string): string {
-  const json = JSON.stringify(parsePolicy(text, file));
+export function policyWire(text: string, file: string, parsed?: Policy): string {
+  const json = JSON.stringify(parsed ?? parsePolicy(text, file));
   // The control line also carries the op and the file name.
   const limit = MAX_CONTROL_LINE - 64 * 1024;
   const size = encoder.encode(json).length;
@@ -87,7 +90,9 @@ export function policyWire(text: string, file: string): string {
 const HEALTHY_MS = 10_000;
 
 export class PdpClient {
-  #opts: Required<Omit<PdpClientOptions, "onEvent" | "command" | "signal">> & PdpClientOptions;
+  #opts:
+    & Required<Omit<PdpClientOptions, "onEvent" | "command" | "signal" | "policy">>
+    & PdpClientOptions;
   #state: State = "starting";
   #downReason = "policy-decision process is starting";
   #proc: Deno.ChildProcess | null = null;
@@ -127,7 +132,7 @@ export class PdpClient {
   static async start(opts: PdpClientOptions): Promise<PdpClient> {
     let wire: string;
     try {
-      wire = policyWire(opts.policyText, opts.policyFile);
+      wire = policyWire(opts.policyText, opts.policyFile, opts.policy);
     } catch (e) {
       throw new PdpStartError((e as Error).message);
     }

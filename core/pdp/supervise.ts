@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { AuditEvent } from "../audit/events.ts";
 import { MAX_POLICY_BYTES } from "../policy/load.ts";
+import type { Policy } from "../policy/schema.ts";
 import { PdpClient, type PdpEvent, PdpStartError, type ReloadResult } from "./client.ts";
 
 /** Where per-sandbox runtime directories go when running as root (hidden by the stage's /run). */
@@ -16,6 +17,11 @@ export interface AuditSink {
 
 export interface RunPdpOptions {
   policyFile: string;
+  /**
+   * The policy as the caller already read and validated it from `policyFile` (so the PDP decides
+   * on exactly that version, without a second read); absent: read from the file here.
+   */
+  policy?: { text: string; parsed: Policy };
   /** Sandbox name for audit records. */
   sandbox?: string;
   deadlineMs?: number;
@@ -119,7 +125,8 @@ export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
   let client: PdpClient;
   try {
     client = await PdpClient.start({
-      policyText: await readPolicy(opts.policyFile),
+      policyText: opts.policy?.text ?? await readPolicy(opts.policyFile),
+      ...(opts.policy ? { policy: opts.policy.parsed } : {}),
       policyFile: opts.policyFile,
       runtimeDir,
       deadlineMs: opts.deadlineMs,

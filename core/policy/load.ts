@@ -34,7 +34,15 @@ export function formatProblem(p: PolicyProblem): string {
 }
 
 export async function loadPolicyFile(path: string): Promise<Policy> {
-  let text: string;
+  return parsePolicy(new TextDecoder().decode(await readPolicyFile(path)), path);
+}
+
+/**
+ * A policy file's bytes (for its hash; decode them for its text): a regular file within the size
+ * limit, or a PolicyError saying why not.
+ */
+export async function readPolicyFile(path: string): Promise<Uint8Array<ArrayBuffer>> {
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
     const info = await Deno.stat(path);
     if (!info.isFile) {
@@ -48,7 +56,7 @@ export async function loadPolicyFile(path: string): Promise<Policy> {
         message: `policy is ${info.size} bytes; the limit is ${MAX_POLICY_BYTES}`,
       }]);
     }
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof PolicyError) throw e;
     const why = e instanceof Deno.errors.NotFound
@@ -63,7 +71,7 @@ export async function loadPolicyFile(path: string): Promise<Policy> {
       message: `cannot read policy: ${why}`,
     }]);
   }
-  return parsePolicy(text, path);
+  return bytes;
 }
 
 export function parsePolicy(text: string, file: string): Policy {
