@@ -167,9 +167,8 @@ export async function runCommand(args: string[]): Promise<number> {
       // The privacy router (inference.local) follows when the PDP accepted the new policy.
       onHangup: () =>
         void pdp.then((p) => p.reloadFromFile()).then((r) => {
-          if (!r.ok || !r.text || !inference || !r.changed.includes("privacy")) return;
-          const reloaded = parsePolicy(r.text, policyPath);
-          if (reloaded.privacy) inference.reload(reloaded.privacy);
+          if (!r.ok || !r.policy || !inference || !r.changed.includes("privacy")) return;
+          if (r.policy.privacy) inference.reload(r.policy.privacy);
         }).catch(() => {}),
       stop: Promise.race([
         audit.hooks.stop ?? never,

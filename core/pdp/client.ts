@@ -185,15 +185,22 @@ export class PdpClient {
     });
   }
 
-  /** Sends new policy text to the PDP. Only network_policies and privacy may change. */
-  reload(policyText: string, policyFile = this.#opts.policyFile): Promise<ReloadResult> {
+  /**
+   * Sends new policy text (`parsed`: already parsed and validated by the caller) to the PDP. Only
+   * network_policies and privacy may change.
+   */
+  reload(
+    policyText: string,
+    policyFile = this.#opts.policyFile,
+    parsed?: Policy,
+  ): Promise<ReloadResult> {
     const run = async (): Promise<ReloadResult> => {
       if (this.#state !== "up") {
         return { ok: false, error: `cannot reload: ${this.#downReason}` };
       }
       let wire: string;
       try {
-        wire = policyWire(policyText, policyFile);
+        wire = policyWire(policyText, policyFile, parsed);
       } catch (e) {
         const error = (e as Error).message;
         this.#opts.onEvent?.({ kind: "reload-refused", error });

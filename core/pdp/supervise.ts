@@ -4,7 +4,7 @@
 
 import { randomBytes } from "node:crypto";
 import type { AuditEvent } from "../audit/events.ts";
-import { MAX_POLICY_BYTES } from "../policy/load.ts";
+import { MAX_POLICY_BYTES, parsePolicy } from "../policy/load.ts";
 import type { Policy } from "../policy/schema.ts";
 import { PdpClient, type PdpEvent, PdpStartError, type ReloadResult } from "./client.ts";
 
@@ -37,9 +37,9 @@ export interface RunPdp {
   runtimeDir: string;
   /**
    * Re-reads the policy file and reloads the PDP; logs and returns the outcome, with the policy
-   * text the PDP accepted (so the caller applies the same version, e.g. to the privacy router).
+   * the PDP accepted (so the caller applies the same version, e.g. to the privacy router).
    */
-  reloadFromFile(): Promise<ReloadResult & { text?: string }>;
+  reloadFromFile(): Promise<ReloadResult & { policy?: Policy }>;
   close(): Promise<void>;
 }
 
@@ -149,8 +149,16 @@ export async function startRunPdp(opts: RunPdpOptions): Promise<RunPdp> {
         onEvent({ kind: "reload-refused", error });
         return { ok: false, error };
       }
-      const result = await client.reload(text);
-      return result.ok ? { ...result, text } : result;
+      let policy: Policy;
+      try {
+        policy = parsePolicy(text, opts.policyFile);
+      } catch (e) {
+        const error = (e as Error).message;
+        onEvent({ kind: "reload-refused", error });
+        return { ok: false, error };
+      }
+      const result = await client.reload(text, opts.policyFile, policy);
+      return result.ok ? { ...result, policy } : result;
     },
     async close() {
       await client.close();
